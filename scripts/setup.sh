@@ -1,0 +1,42 @@
+#!/usr/bin/env bash
+# Installs what CargoBay needs on a fresh Debian/Ubuntu machine and prepares .venv.
+#   scripts/setup.sh [main|test]
+# "main" installs what the main job needs; "test" adds what the test suite needs
+# (Go and Debian's hashicorp yamux for the interop peer, ...).  Idempotent: a second run
+# only checks.  apt runs as root, or through sudo when not root.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+purpose=${1:-main}
+
+apt_main=(python3 python3-venv python3-dev gcc)
+apt_test=(golang-go golang-github-hashicorp-yamux-dev)
+
+want=("${apt_main[@]}")
+[ "$purpose" = test ] && want+=("${apt_test[@]}")
+
+missing=()
+for pkg in "${want[@]}"; do
+    dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || missing+=("$pkg")
+done
+if [ ${#missing[@]} -gt 0 ]; then
+    SUDO=""
+    [ "$(id -u)" -eq 0 ] || SUDO="sudo"
+    echo "setup: installing Debian packages: ${missing[*]}" >&2
+    export DEBIAN_FRONTEND=noninteractive
+    $SUDO apt-get update -q >&2
+    $SUDO apt-get install -y -q --no-install-recommends "${missing[@]}" >&2
+fi
+
+PY=${PYTHON:-python3}
+if [ ! -x .venv/bin/python ]; then
+    echo "setup: creating .venv with $($PY --version)" >&2
+    "$PY" -m venv .venv
+fi
+stamp=.venv/.cargobay-installed
+sum=$(sha256sum pyproject.toml | cut -d' ' -f1)
+if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$sum" ]; then
+    echo "setup: installing Python packages into .venv" >&2
+    .venv/bin/python -m pip install -q --upgrade pip >&2
+    .venv/bin/python -m pip install -q -e '.[dev]' >&2
+    echo "$sum" > "$stamp"
+fi

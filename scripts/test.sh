@@ -1,0 +1,11 @@
+#!/usr/bin/env bash
+# Every test: lint, type check, then unit, integration and e2e tiers.
+# With CI=true a missing dependency fails a test instead of skipping it.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+scripts/setup.sh test
+export PATH="$PWD/.venv/bin:$PATH"
+echo "== ruff" && ruff check src tests bench
+echo "== mypy" && mypy
+echo "== pytest"
+exec pytest tests "$@"
