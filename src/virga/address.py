@@ -11,11 +11,14 @@
     tcp:HOST:PORT             TCP; IPv6 hosts in brackets: ``tcp:[::1]:7000``
 
 Parsing is strict: a bad address is a ``ConfigError`` that names the address and shows
-the expected form.
+the expected form.  Every record prints back as the string it was parsed from (numbers
+normalised), so ``parse_address(str(addr)) == addr``.  The records check their fields
+when built, so a record that exists always prints as a parseable address.
 """
 
 from __future__ import annotations
 
+import ipaddress
 from dataclasses import dataclass
 from typing import Final
 
@@ -25,6 +28,7 @@ __all__ = [
     "VMADDR_CID_ANY",
     "VMADDR_CID_HOST",
     "VMADDR_CID_LOCAL",
+    "VMADDR_PORT_ANY",
     "Address",
     "HybridVsockAddress",
     "SerialAddress",
@@ -37,18 +41,42 @@ __all__ = [
 VMADDR_CID_ANY: Final = 0xFFFFFFFF
 VMADDR_CID_LOCAL: Final = 1
 VMADDR_CID_HOST: Final = 2
+VMADDR_PORT_ANY: Final = 0xFFFFFFFF
+
+_U32_MAX: Final = 0xFFFFFFFF
+_U16_MAX: Final = 0xFFFF
 
 _CID_NAMES: Final = {"any": VMADDR_CID_ANY, "local": VMADDR_CID_LOCAL, "host": VMADDR_CID_HOST}
 
-_FORMS: Final = (
-    "vsock:CID:PORT, hvsock:UDS_PATH:PORT, serial:PATH, unix:PATH or tcp:HOST:PORT"
-)
+_FORMS: Final = "vsock:CID:PORT, hvsock:UDS_PATH:PORT, serial:PATH, unix:PATH or tcp:HOST:PORT"
+
+# Characters that never appear in a host name or an IP literal; rejecting them keeps
+# ``tcp:`` strings unambiguous (``[``/``]`` delimit IPv6, ``/`` and ``@`` belong to URLs).
+_BAD_HOST_CHARS: Final = frozenset(" \t\r\n\0[]/@")
+
+
+def _check_range(what: str, value: int, maximum: int, shown: str) -> None:
+    if not 0 <= value <= maximum:
+        raise ConfigError(f"bad {what} {value} in address {shown!r}: must be 0..{maximum}")
+
+
+def _check_path(path: str, shown: str) -> None:
+    if not path:
+        raise ConfigError(f"bad address {shown!r}: empty path")
+    if "\0" in path:
+        raise ConfigError(f"bad address {shown!r}: NUL byte in path")
 
 
 @dataclass(frozen=True, slots=True)
 class VsockAddress:
+    """AF_VSOCK context id and port (both u32)."""
+
     cid: int
     port: int
+
+    def __post_init__(self) -> None:
+        _check_range("CID", self.cid, _U32_MAX, f"vsock:{self.cid}:{self.port}")
+        _check_range("port", self.port, _U32_MAX, f"vsock:{self.cid}:{self.port}")
 
     def __str__(self) -> str:
         return f"vsock:{self.cid}:{self.port}"
@@ -56,8 +84,14 @@ class VsockAddress:
 
 @dataclass(frozen=True, slots=True)
 class HybridVsockAddress:
+    """The VMM's hybrid-vsock Unix socket and a guest vsock port."""
+
     uds_path: str
     port: int
+
+    def __post_init__(self) -> None:
+        _check_path(self.uds_path, f"hvsock:{self.uds_path}:{self.port}")
+        _check_range("port", self.port, _U32_MAX, f"hvsock:{self.uds_path}:{self.port}")
 
     @property
     def listen_path(self) -> str:
@@ -70,7 +104,12 @@ class HybridVsockAddress:
 
 @dataclass(frozen=True, slots=True)
 class SerialAddress:
+    """A virtio-serial port: a character device (guest) or the chardev's Unix socket (host)."""
+
     path: str
+
+    def __post_init__(self) -> None:
+        _check_path(self.path, f"serial:{self.path}")
 
     def __str__(self) -> str:
         return f"serial:{self.path}"
@@ -78,12 +117,23 @@ class SerialAddress:
 
 @dataclass(frozen=True, slots=True)
 class UnixAddress:
+    """A Unix stream socket path; a leading ``@`` names the abstract namespace."""
+
     path: str
+
+    def __post_init__(self) -> None:
+        _check_path(self.path, f"unix:{self.path}")
+        if self.path == "@":
+            raise ConfigError("bad address 'unix:@': empty abstract socket name")
+
+    @property
+    def abstract(self) -> bool:
+        return self.path.startswith("@")
 
     @property
     def socket_path(self) -> str:
         """The path as the socket API wants it (leading NUL for the abstract namespace)."""
-        return "\0" + self.path[1:] if self.path.startswith("@") else self.path
+        return "\0" + self.path[1:] if self.abstract else self.path
 
     def __str__(self) -> str:
         return f"unix:{self.path}"
@@ -91,8 +141,25 @@ class UnixAddress:
 
 @dataclass(frozen=True, slots=True)
 class TcpAddress:
+    """A TCP host (name, IPv4 or IPv6 literal without brackets) and port."""
+
     host: str
     port: int
+
+    def __post_init__(self) -> None:
+        shown = f"tcp:{self.host}:{self.port}"
+        if not self.host:
+            raise ConfigError(f"bad address {shown!r}: empty host")
+        if _BAD_HOST_CHARS.intersection(self.host):
+            raise ConfigError(f"bad host {self.host!r} in address {shown!r}")
+        if ":" in self.host:
+            try:
+                ipaddress.IPv6Address(self.host)
+            except ValueError as err:
+                raise ConfigError(
+                    f"bad host {self.host!r} in address {shown!r}: not an IPv6 address"
+                ) from err
+        _check_range("port", self.port, _U16_MAX, shown)
 
     def __str__(self) -> str:
         host = f"[{self.host}]" if ":" in self.host else self.host
@@ -102,14 +169,11 @@ class TcpAddress:
 Address = VsockAddress | HybridVsockAddress | SerialAddress | UnixAddress | TcpAddress
 
 
-def _port(text: str, address: str, *, bits: int) -> int:
-    try:
-        port = int(text, 10)
-    except ValueError as err:
-        raise ConfigError(f"bad port {text!r} in address {address!r}: not a number") from err
-    if not 0 <= port < (1 << bits):
-        raise ConfigError(f"bad port {port} in address {address!r}: out of range")
-    return port
+def _number(text: str, what: str, address: str) -> int:
+    # int() alone would accept " 5", "+5", "5_000" and non-ASCII digits.
+    if not (text.isascii() and text.isdigit()):
+        raise ConfigError(f"bad {what} {text!r} in address {address!r}: not a number")
+    return int(text, 10)
 
 
 def _split_last(rest: str, address: str, form: str) -> tuple[str, str]:
@@ -119,44 +183,61 @@ def _split_last(rest: str, address: str, form: str) -> tuple[str, str]:
     return head, tail
 
 
+def _parse_vsock(rest: str, address: str) -> VsockAddress:
+    cid_text, port_text = _split_last(rest, address, "vsock:CID:PORT")
+    if cid_text.lower() in _CID_NAMES:
+        cid = _CID_NAMES[cid_text.lower()]
+    else:
+        if not (cid_text.isascii() and cid_text.isdigit()):
+            raise ConfigError(
+                f"bad CID {cid_text!r} in address {address!r}: "
+                "expected a number or one of any, local, host"
+            )
+        cid = int(cid_text, 10)
+    port = _number(port_text, "port", address)
+    _check_range("CID", cid, _U32_MAX, address)
+    _check_range("port", port, _U32_MAX, address)
+    return VsockAddress(cid, port)
+
+
+def _parse_tcp(rest: str, address: str) -> TcpAddress:
+    host, port_text = _split_last(rest, address, "tcp:HOST:PORT")
+    if host.startswith("[") and host.endswith("]"):
+        host = host[1:-1]
+        if ":" not in host:
+            raise ConfigError(
+                f"bad address {address!r}: brackets are only for IPv6 hosts, tcp:[::1]:PORT"
+            )
+    elif ":" in host:
+        raise ConfigError(f"bad address {address!r}: write IPv6 hosts in brackets, tcp:[::1]:PORT")
+    port = _number(port_text, "port", address)
+    _check_range("port", port, _U16_MAX, address)
+    if not host:
+        raise ConfigError(f"bad address {address!r}: empty host")
+    return TcpAddress(host, port)
+
+
 def parse_address(address: str | Address) -> Address:
     """Parse an address string; pass an already parsed address through unchanged."""
     if not isinstance(address, str):
         return address
     scheme, sep, rest = address.partition(":")
-    if not sep or not rest:
+    if not sep:
         raise ConfigError(f"bad address {address!r}: expected {_FORMS}")
     if scheme == "vsock":
-        cid_text, port_text = _split_last(rest, address, "vsock:CID:PORT")
-        if cid_text.lower() in _CID_NAMES:
-            cid = _CID_NAMES[cid_text.lower()]
-        else:
-            try:
-                cid = int(cid_text, 10)
-            except ValueError as err:
-                raise ConfigError(
-                    f"bad CID {cid_text!r} in address {address!r}: "
-                    "expected a number or one of any, local, host"
-                ) from err
-            if not 0 <= cid <= 0xFFFFFFFF:
-                raise ConfigError(f"bad CID {cid} in address {address!r}: out of range")
-        return VsockAddress(cid, _port(port_text, address, bits=32))
+        return _parse_vsock(rest, address)
+    if scheme == "tcp":
+        return _parse_tcp(rest, address)
     if scheme == "hvsock":
         path, port_text = _split_last(rest, address, "hvsock:UDS_PATH:PORT")
-        return HybridVsockAddress(path, _port(port_text, address, bits=32))
+        port = _number(port_text, "port", address)
+        _check_range("port", port, _U32_MAX, address)
+        _check_path(path, address)
+        return HybridVsockAddress(path, port)
     if scheme == "serial":
+        _check_path(rest, address)
         return SerialAddress(rest)
     if scheme == "unix":
+        _check_path(rest, address)
         return UnixAddress(rest)
-    if scheme == "tcp":
-        host, port_text = _split_last(rest, address, "tcp:HOST:PORT")
-        if host.startswith("[") and host.endswith("]"):
-            host = host[1:-1]
-        elif ":" in host:
-            raise ConfigError(
-                f"bad address {address!r}: write IPv6 hosts in brackets, tcp:[::1]:PORT"
-            )
-        if not host:
-            raise ConfigError(f"bad address {address!r}: empty host")
-        return TcpAddress(host, _port(port_text, address, bits=16))
     raise ConfigError(f"unknown address scheme {scheme!r} in {address!r}: expected {_FORMS}")
