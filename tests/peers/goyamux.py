@@ -22,6 +22,7 @@ import os
 import shutil
 import subprocess
 import sys
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -115,6 +116,7 @@ class PeerProcess:
     argv: list[str]
     proc: asyncio.subprocess.Process
     lines: list[str] = field(default_factory=list)
+    times: list[float] = field(default_factory=list)  # time.monotonic() when each line came
     stderr: bytearray = field(default_factory=bytearray)
     _changed: asyncio.Event = field(default_factory=asyncio.Event)
     _readers: list[asyncio.Task[None]] = field(default_factory=list)
@@ -131,6 +133,7 @@ class PeerProcess:
         try:
             async for raw in self.proc.stdout:
                 self.lines.append(raw.decode(errors="replace").rstrip("\n"))
+                self.times.append(time.monotonic())
                 self._changed.set()
         finally:
             self._stdout_done = True
@@ -147,11 +150,15 @@ class PeerProcess:
 
     async def wait_line(self, prefix: str, within: float = 10.0) -> str:
         """The first stdout line starting with ``prefix`` (waits for it)."""
+        return self.lines[await self.wait_line_index(prefix, within)]
+
+    async def wait_line_index(self, prefix: str, within: float = 10.0) -> int:
+        """Index (into ``lines`` and ``times``) of the first line starting with ``prefix``."""
         async with asyncio.timeout(within):
             while True:
-                for line in self.lines:
+                for i, line in enumerate(self.lines):
                     if line.startswith(prefix):
-                        return line
+                        return i
                 if self._stdout_done:
                     raise AssertionError(
                         f"{self.name} ended (exit {await self.proc.wait()}) without a line "
