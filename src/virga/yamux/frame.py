@@ -84,7 +84,9 @@ class FrameHeader:
             kind = FrameType(self.type).name
         except ValueError:
             kind = f"type={self.type}"
-        return f"{kind} flags={Flag(self.flags & 0xF)!s} stream={self.stream_id} len={self.length}"
+        # str() of an IntFlag is its number since Python 3.11; the names are what a log wants.
+        names = Flag(self.flags & 0xF).name or "0"
+        return f"{kind} flags={names} stream={self.stream_id} len={self.length}"
 
 
 def encode_header(ftype: int, flags: int, stream_id: int, length: int) -> bytes:
