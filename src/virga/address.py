@@ -67,6 +67,20 @@ def _check_path(path: str, shown: str) -> None:
         raise ConfigError(f"bad address {shown!r}: NUL byte in path")
 
 
+def _check_host(host: str, shown: str) -> None:
+    if not host:
+        raise ConfigError(f"bad address {shown!r}: empty host")
+    if _BAD_HOST_CHARS.intersection(host):
+        raise ConfigError(f"bad host {host!r} in address {shown!r}")
+    if ":" in host:
+        try:
+            ipaddress.IPv6Address(host)
+        except ValueError as err:
+            raise ConfigError(
+                f"bad host {host!r} in address {shown!r}: not an IPv6 address"
+            ) from err
+
+
 @dataclass(frozen=True, slots=True)
 class VsockAddress:
     """AF_VSOCK context id and port (both u32)."""
@@ -147,18 +161,8 @@ class TcpAddress:
     port: int
 
     def __post_init__(self) -> None:
-        shown = f"tcp:{self.host}:{self.port}"
-        if not self.host:
-            raise ConfigError(f"bad address {shown!r}: empty host")
-        if _BAD_HOST_CHARS.intersection(self.host):
-            raise ConfigError(f"bad host {self.host!r} in address {shown!r}")
-        if ":" in self.host:
-            try:
-                ipaddress.IPv6Address(self.host)
-            except ValueError as err:
-                raise ConfigError(
-                    f"bad host {self.host!r} in address {shown!r}: not an IPv6 address"
-                ) from err
+        shown = str(self)
+        _check_host(self.host, shown)
         _check_range("port", self.port, _U16_MAX, shown)
 
     def __str__(self) -> str:
@@ -210,10 +214,9 @@ def _parse_tcp(rest: str, address: str) -> TcpAddress:
             )
     elif ":" in host:
         raise ConfigError(f"bad address {address!r}: write IPv6 hosts in brackets, tcp:[::1]:PORT")
+    _check_host(host, address)
     port = _number(port_text, "port", address)
     _check_range("port", port, _U16_MAX, address)
-    if not host:
-        raise ConfigError(f"bad address {address!r}: empty host")
     return TcpAddress(host, port)
 
 
