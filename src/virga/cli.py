@@ -35,8 +35,10 @@ from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, NoReturn
 
+from virga.address import parse_address
 from virga.connection import Connection, connect, listen
 from virga.errors import ConfigError, StreamClosedError, VirgaError, VirgaTimeoutError
+from virga.xtransport import XTransportChannel, XTransportConfig
 from virga.yamux import Session, Stream, YamuxConfig
 
 __all__ = ["EchoResult", "echo_client", "main", "serve_echo"]
@@ -91,17 +93,26 @@ async def echo_stream(stream: Stream) -> int:
     return n
 
 
-async def _echo_and_report(stream: Stream) -> None:
+async def _echo_and_report(stream: Stream, report: bool) -> None:
     try:
         n = await echo_stream(stream)
     except VirgaError as err:
-        say(f"stream-error id={stream.stream_id} err={_quote(err)}")
+        if report:
+            say(f"stream-error id={stream.stream_id} err={_quote(err)}")
     else:
-        say(f"echoed id={stream.stream_id} bytes={n}")
+        if report:
+            say(f"echoed id={stream.stream_id} bytes={n}")
 
 
-async def serve_yamux_connection(conn: Connection, config: YamuxConfig) -> None:
-    """Run a yamux server session on ``conn`` and echo every stream until the peer leaves."""
+async def serve_yamux_connection(
+    conn: Connection, config: YamuxConfig, *, report: bool = True
+) -> int:
+    """Run a yamux server session on ``conn`` and echo every stream until the peer leaves.
+
+    With ``report``, print a line per stream (``echoed ...`` / ``stream-error ...``).
+    Returns the number of streams accepted.
+    """
+    accepted = 0
     tasks: set[asyncio.Task[None]] = set()
     try:
         async with Session.server(conn, config) as session:
@@ -109,8 +120,9 @@ async def serve_yamux_connection(conn: Connection, config: YamuxConfig) -> None:
                 try:
                     stream = await session.accept_stream()
                 except VirgaError:
-                    return  # the session ended (peer closed, GoAway, connection lost)
-                task = asyncio.create_task(_echo_and_report(stream))
+                    return accepted  # the session ended (peer closed, GoAway, connection lost)
+                accepted += 1
+                task = asyncio.create_task(_echo_and_report(stream, report))
                 tasks.add(task)
                 task.add_done_callback(tasks.discard)
     finally:
@@ -181,19 +193,9 @@ def make_payloads(streams: int, nbytes: int) -> list[bytes]:
 # --- xtransport echo --------------------------------------------------------------------
 
 
-def _xtransport() -> tuple[Any, Any]:
-    # Imported lazily: yamux users need not load xtransport.
-    try:
-        module = importlib.import_module("virga.xtransport")
-        return module.XTransportChannel, module.XTransportConfig
-    except (ImportError, AttributeError) as err:
-        raise ConfigError("the xtransport protocol is not available in this build") from err
-
-
-async def serve_xtransport_connection(conn: Connection) -> None:
+async def serve_xtransport_connection(conn: Connection, config: XTransportConfig) -> None:
     """Echo every message received on ``conn`` until the peer leaves."""
-    channel_type, config_type = _xtransport()
-    channel = channel_type(conn, config_type())
+    channel = XTransportChannel(conn, config)
     n = 0
     try:
         while True:
@@ -208,11 +210,12 @@ async def serve_xtransport_connection(conn: Connection) -> None:
         await conn.close()
 
 
-async def _xtransport_one(address: str, payload: bytes, connect_timeout: float) -> None:
-    channel_type, config_type = _xtransport()
+async def _xtransport_one(
+    address: str, payload: bytes, config: XTransportConfig, connect_timeout: float
+) -> None:
     conn = await connect(address, timeout=connect_timeout)
     try:
-        channel = channel_type(conn, config_type())
+        channel = XTransportChannel(conn, config)
         await channel.send(payload)
         echoed = await channel.recv()
         if hashlib.sha256(echoed).digest() != hashlib.sha256(payload).digest():
@@ -227,23 +230,30 @@ async def _xtransport_one(address: str, payload: bytes, connect_timeout: float) 
 # --- commands -----------------------------------------------------------------------------
 
 
-async def serve_echo(address: str, *, protocol: str, config: YamuxConfig) -> None:
+async def serve_echo(
+    address: str,
+    *,
+    protocol: str = "yamux",
+    config: YamuxConfig | None = None,
+    xconfig: XTransportConfig | None = None,
+) -> None:
     """Listen on ``address`` and echo until SIGINT/SIGTERM."""
-    if protocol == "xtransport":
-        _xtransport()  # fail before listening when it is missing
+    yamux_config = config or YamuxConfig()
+    xtransport_config = xconfig or XTransportConfig()
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
-    tasks: set[asyncio.Task[None]] = set()
+    tasks: set[asyncio.Task[Any]] = set()
 
     async def accept_loop() -> None:
         while True:
             conn = await listener.accept()
-            if protocol == "yamux":
-                task = asyncio.create_task(serve_yamux_connection(conn, config))
+            task: asyncio.Task[Any]
+            if protocol == "xtransport":
+                task = asyncio.create_task(serve_xtransport_connection(conn, xtransport_config))
             else:
-                task = asyncio.create_task(serve_xtransport_connection(conn))
+                task = asyncio.create_task(serve_yamux_connection(conn, yamux_config))
             tasks.add(task)
             task.add_done_callback(tasks.discard)
 
@@ -265,24 +275,29 @@ async def echo_client(
     *,
     streams: int,
     nbytes: int,
-    protocol: str,
-    config: YamuxConfig,
+    protocol: str = "yamux",
+    config: YamuxConfig | None = None,
+    xconfig: XTransportConfig | None = None,
     connect_timeout: float = 10.0,
 ) -> EchoResult:
-    """Echo ``streams`` payloads of ``nbytes`` random bytes through the server at ``address``."""
+    """Echo ``streams`` payloads of ``nbytes`` random bytes through the server at ``address``.
+
+    yamux: one session, a stream per payload, all at once.  xtransport: a connection per
+    payload, all at once, each sending its payload as one message.
+    """
     payloads = make_payloads(streams, nbytes)
     if protocol == "xtransport":
-        _xtransport()
+        xtransport_config = xconfig or XTransportConfig()
         start = time.perf_counter()
         results = await asyncio.gather(
-            *(_xtransport_one(address, p, connect_timeout) for p in payloads),
+            *(_xtransport_one(address, p, xtransport_config, connect_timeout) for p in payloads),
             return_exceptions=True,
         )
         elapsed = time.perf_counter() - start
         _raise_first(results, streams, "connections")
         return EchoResult(streams, nbytes, elapsed)
     conn = await connect(address, timeout=connect_timeout)
-    async with Session.client(conn, config) as session:
+    async with Session.client(conn, config or YamuxConfig()) as session:
         elapsed = await yamux_echo(session, payloads)
     return EchoResult(streams, nbytes, elapsed)
 
@@ -326,14 +341,20 @@ async def run_demo(*, as_json: bool, streams: int, nbytes: int, port: int) -> in
         uds = os.path.join(tmp, "vsock.sock")
         address = f"hvsock:{uds}:{port}"
 
+        guest_streams: asyncio.Future[int] = asyncio.get_running_loop().create_future()
+
         async def guest_handler(conn: Connection) -> None:
-            await serve_yamux_connection(conn, config)
+            n = await serve_yamux_connection(conn, config, report=False)
+            await conn.close()  # before the mux closes, which would cancel its own close
+            if not guest_streams.done():
+                guest_streams.set_result(n)
 
         async with hvsock.HybridVsockMux(uds) as mux:
             mux.register(port, guest_handler)
             step("guest", f"hybrid-vsock socket {uds}, yamux echo server on vsock port {port}")
             conn = await connect(address, timeout=10.0)
-            step("host", f"connected to {address} (CONNECT {port} -> OK)")
+            host_port = getattr(conn, "local_port", None)
+            step("host", f"connected to {address} (CONNECT {port} -> OK {host_port})")
             async with Session.client(conn, config) as session:
                 rtt = await session.ping()
                 step("yamux", f"client session up, ping round trip {rtt * 1000:.2f} ms")
@@ -346,7 +367,13 @@ async def run_demo(*, as_json: bool, streams: int, nbytes: int, port: int) -> in
                     f"{rate:.1f} MB/s",
                 )
                 await session.close()
-            step("close", "GoAway(normal) sent, session and connection closed")
+            async with asyncio.timeout(5.0):
+                served = await guest_streams  # the guest saw the GoAway and ended its session
+            step(
+                "close",
+                f"GoAway(normal) sent, session and connection closed; "
+                f"the guest served {served} streams and ended its session",
+            )
     total_ms = (time.perf_counter() - begin) * 1000
     if as_json:
         say(
@@ -416,6 +443,15 @@ def build_parser() -> argparse.ArgumentParser:
 
     def protocol_arg(p: argparse.ArgumentParser) -> None:
         p.add_argument("--protocol", choices=PROTOCOLS, default="yamux")
+        p.add_argument(
+            "--frame-size",
+            type=_size,
+            default=XTransportConfig().frame_size,
+            help="xtransport frame size, header included",
+        )
+        p.add_argument(
+            "--wait-for-ack", action="store_true", help="xtransport: acknowledge every frame"
+        )
 
     serve = sub.add_parser("serve-echo", help="echo every stream (or message) received")
     serve.add_argument(
@@ -436,6 +472,10 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--bytes", type=_size, default=1 << 20, metavar="M", dest="nbytes")
     demo.add_argument("--port", type=_positive, default=1024, help="guest vsock port")
     return parser
+
+
+def _xtransport_config(args: argparse.Namespace) -> XTransportConfig:
+    return XTransportConfig(frame_size=args.frame_size, wait_for_ack=args.wait_for_ack)
 
 
 def _fail(message: str, code: int) -> NoReturn:
@@ -461,13 +501,14 @@ def _run(coro_fn: Callable[[], Awaitable[int]]) -> int:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    """Run the command line; return the exit code (0 ok, 1 failure, 2 bad usage)."""
     args = build_parser().parse_args(argv)
-    config = YamuxConfig()
 
     if args.command == "serve-echo":
 
         async def run_serve() -> int:
-            await serve_echo(args.listen, protocol=args.protocol, config=config)
+            parse_address(args.listen)
+            await serve_echo(args.listen, protocol=args.protocol, xconfig=_xtransport_config(args))
             return 0
 
         return _run(run_serve)
@@ -475,6 +516,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command == "echo-client":
 
         async def run_client() -> int:
+            parse_address(args.connect)
+            xconfig = _xtransport_config(args)
             try:
                 async with asyncio.timeout(args.timeout):
                     result = await echo_client(
@@ -482,7 +525,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                         streams=args.streams,
                         nbytes=args.nbytes,
                         protocol=args.protocol,
-                        config=config,
+                        xconfig=xconfig,
                     )
             except TimeoutError as err:
                 if isinstance(err, VirgaTimeoutError):
