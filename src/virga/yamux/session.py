@@ -464,6 +464,8 @@ class YamuxCore:
                 if self._error is not None:
                     err, self._error = self._error, None
                     raise err
+                if self.close_cause is not None:
+                    self._check_open()  # raises SessionClosedError from the protocol error
                 return None
             if not self._parse_one():
                 return None
