@@ -493,12 +493,14 @@ class YamuxCore:
         if version != PROTOCOL_VERSION:
             return self._fail(f"unsupported yamux version {version} (expected 0)")
         if ftype == _DATA:
+            # No window is ever larger than max_window: fail before buffering such a frame,
+            # and fail the same way whether or not its payload has arrived yet.
+            if length > self.config.max_window:
+                return self._fail(
+                    f"data frame of {length} bytes on stream {stream_id} exceeds any window"
+                )
             end = pos + HEADER_SIZE + length
             if len(buf) < end:
-                if length > self.config.max_window:
-                    return self._fail(
-                        f"data frame of {length} bytes on stream {stream_id} exceeds any window"
-                    )
                 return False
             with memoryview(buf) as view:
                 payload = bytes(view[pos + HEADER_SIZE : end])
