@@ -15,7 +15,9 @@ a ``RemoteProtocolError`` means the peer sent something invalid.
     │   ├── LocalProtocolError
     │   ├── RemoteProtocolError                carries the GoAway code to send
     │   ├── StreamResetError                   the stream was reset (RST)
-    │   └── GoAwayError                        the session was told to go away
+    │   ├── GoAwayError                        the session was told to go away
+    │   └── MiddlewareError                    a middleware could not transform a message
+    │       └── AuthenticationError            a message failed decryption/authentication
     ├── VirgaTimeoutError (also TimeoutError)  a deadline passed
     └── ClosedError                            the thing is closed
         ├── ConnectionLostError                the byte stream broke or hit EOF
@@ -26,12 +28,14 @@ a ``RemoteProtocolError`` means the peer sent something invalid.
 from __future__ import annotations
 
 __all__ = [
+    "AuthenticationError",
     "ClosedError",
     "ConfigError",
     "ConnectError",
     "ConnectionLostError",
     "GoAwayError",
     "LocalProtocolError",
+    "MiddlewareError",
     "RemoteProtocolError",
     "SessionClosedError",
     "StreamClosedError",
@@ -87,6 +91,18 @@ class GoAwayError(TransportError):
     def __init__(self, message: str, *, code: int) -> None:
         super().__init__(message)
         self.code = code
+
+
+class MiddlewareError(TransportError):
+    """A middleware (compression, encryption, ...) could not transform a message.
+
+    On the receiving side the message is dropped; the connection itself is intact, but
+    both peers' middleware chains probably disagree.
+    """
+
+
+class AuthenticationError(MiddlewareError):
+    """A message failed authentication: wrong key, tampered, truncated or not encrypted."""
 
 
 class VirgaTimeoutError(VirgaError, TimeoutError):
