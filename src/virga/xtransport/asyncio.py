@@ -213,7 +213,11 @@ class XTransportChannel:
         if reader is not None and not reader.done() and reader is not asyncio.current_task():
             reader.cancel()
         if self._closing is None:
-            self._closing = asyncio.get_running_loop().create_task(self._conn.close())
+            self._closing = asyncio.get_running_loop().create_task(self._close_quietly())
+
+    async def _close_quietly(self) -> None:
+        with contextlib.suppress(Exception):
+            await self._conn.close()
 
     def _start_reader(self) -> None:
         if self._reader is None and self._state is ChannelState.OPEN:
@@ -276,8 +280,7 @@ class XTransportChannel:
             log.debug("xtransport reader for %s stopped: %r", self.description, err)
             self._fail(err)
         if self._state is ChannelState.FAILED:
-            with contextlib.suppress(Exception):
-                await self._conn.close()
+            await self._close_quietly()
 
     async def _pump(self) -> None:
         """Read, decode and dispatch until the peer's EOF (returns) or an error (raises)."""
