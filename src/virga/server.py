@@ -30,6 +30,7 @@ from virga.errors import (
     ClosedError,
     ConfigError,
     LocalProtocolError,
+    MiddlewareError,
     SessionClosedError,
     VirgaError,
 )
@@ -118,6 +119,7 @@ class VirgaServer:
         self._connected: asyncio.Queue[ServerConnection] = asyncio.Queue()
         self._last: ServerConnection | None = None
         self._count = 0
+        self._handshaking = 0  # accepted, admitted, not yet in ``connections``
         self._closed = False
         self.rejected = 0
 
@@ -162,7 +164,8 @@ class VirgaServer:
                 conn = await self._listener.accept()
             except ClosedError:
                 return
-            if len(self.connections) >= self.config.max_connections:
+            # Count handshakes in flight too, or a rush of clients all gets in.
+            if len(self.connections) + self._handshaking >= self.config.max_connections:
                 self.rejected += 1
                 log.warning(
                     "virga: %s refused: max_connections=%d reached",
@@ -171,6 +174,7 @@ class VirgaServer:
                 )
                 await conn.close()
                 continue
+            self._handshaking += 1
             self._spawn(self._serve(conn), f"virga-conn {conn.description}")
 
     async def _serve(self, conn: Connection) -> None:
@@ -182,6 +186,8 @@ class VirgaServer:
             log.warning("virga: handshake with %s failed: %s", conn.description, err)
             await transport.close()
             return
+        finally:
+            self._handshaking -= 1
         self._count += 1
         client = ServerConnection(transport, self._chain, self._count)
         self.connections.append(client)
@@ -192,6 +198,9 @@ class VirgaServer:
             while True:
                 data = await client.recv()
                 self._messages.put_nowait((client, data))
+        except MiddlewareError as err:
+            # A peer whose messages fail the middleware (wrong key, other chain) is dropped.
+            log.warning("virga: dropping client #%d: %s", client.number, err)
         except VirgaError as err:
             log.debug("virga: client #%d gone: %s", client.number, err)
         finally:

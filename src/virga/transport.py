@@ -199,7 +199,9 @@ class XTransportHandler:
         return self._channel.is_open()
 
     async def start(self) -> None:
-        """xtransport has no opening handshake."""
+        """xtransport has no opening handshake; start reading at once, so that a peer
+        that goes away is noticed (``is_active``) before the first ``send``/``recv``."""
+        self._channel._start_reader()
 
     async def send(self, data: bytes) -> None:
         await self._channel.send(data)
