@@ -4,11 +4,11 @@ Messages travel in frames with a 16-byte little-endian header (magic, version, t
 seq, length, CRC-32 of the payload); a message longer than one frame is split into a
 MessageHead and MessageData chunks; with ``wait_for_ack`` every frame is acknowledged.
 ``frame`` is the wire format, ``protocol`` the sans-IO state machine
-(``XTransportConnection``), ``asyncio`` the adapter over a ``virga.connection.Connection``
+(``XTransportConnection``), ``aio`` the adapter over a ``virga.connection.Connection``
 (``XTransportChannel``).
 """
 
-from virga.xtransport.asyncio import ChannelState, XTransportChannel
+from virga.xtransport.aio import ChannelState, XTransportChannel
 from virga.xtransport.frame import (
     DEFAULT_FRAME_SIZE,
     HEADER_SIZE,
