@@ -4,9 +4,16 @@ A ``Connection`` is an ordered, reliable, bidirectional byte stream: AF_VSOCK, h
 vsock, a virtio-serial port, a Unix or a TCP socket all look the same above this layer.
 A ``Listener`` hands out accepted connections.
 
-``StreamConnection`` wraps an asyncio ``StreamReader``/``StreamWriter`` pair.  Invariants:
-``read`` returns ``b""`` only at end of file; every OS error after the connection is up
-becomes ``ConnectionLostError`` (cause kept); ``close`` is idempotent.
+``StreamConnection`` wraps an asyncio ``StreamReader`` and a writer (an asyncio
+``StreamWriter``, or anything shaped like one: see ``ByteWriter``; the virtio-serial
+connection brings its own).  Invariants: ``read`` returns ``b""`` only at end of file;
+every OS error after the connection is up becomes ``ConnectionLostError`` (cause kept);
+``close`` is idempotent.  ``read_line``/``read_until`` take bytes out of the reader's
+buffer up to a separator and leave everything after it buffered, so a handshake line
+(hybrid vsock's ``OK <port>``) never swallows the payload that follows it.
+
+``QueueListener`` turns an ``asyncio.Server`` callback into ``accept()``; closing it wakes
+every pending ``accept`` with ``ClosedError``.
 """
 
 from __future__ import annotations
@@ -21,6 +28,7 @@ from virga.errors import ClosedError, ConnectionLostError
 
 __all__ = [
     "DEFAULT_READ_SIZE",
+    "ByteWriter",
     "Connection",
     "Listener",
     "QueueListener",
@@ -29,6 +37,9 @@ __all__ = [
 
 DEFAULT_READ_SIZE = 256 * 1024
 _STREAM_LIMIT = 1 << 20
+# How long ``close`` lets queued bytes drain before it drops them (a peer that stopped
+# reading must not make close hang forever).
+CLOSE_FLUSH_TIMEOUT = 5.0
 
 
 @runtime_checkable
@@ -92,13 +103,41 @@ class Listener(Protocol):
     ) -> None: ...
 
 
+class ByteWriter(Protocol):
+    """The part of ``asyncio.StreamWriter`` that ``StreamConnection`` uses."""
+
+    def write(self, data: bytes | bytearray | memoryview) -> None: ...
+
+    def is_closing(self) -> bool: ...
+
+    async def drain(self) -> None: ...
+
+    def can_write_eof(self) -> bool: ...
+
+    def write_eof(self) -> None: ...
+
+    def close(self) -> None: ...
+
+    async def wait_closed(self) -> None: ...
+
+
+def _abort(writer: ByteWriter) -> None:
+    """Drop unsent bytes and close now (after a flush that did not finish)."""
+    if isinstance(writer, asyncio.StreamWriter):
+        writer.transport.abort()
+        return
+    abort = getattr(writer, "abort", None)
+    if callable(abort):
+        abort()
+
+
 class StreamConnection:
-    """A ``Connection`` over an asyncio stream pair."""
+    """A ``Connection`` over an asyncio ``StreamReader`` and a ``ByteWriter``."""
 
     def __init__(
         self,
         reader: asyncio.StreamReader,
-        writer: asyncio.StreamWriter,
+        writer: ByteWriter,
         description: str,
         *,
         on_close: Callable[[], None] | None = None,
@@ -115,7 +154,7 @@ class StreamConnection:
 
     def __repr__(self) -> str:
         state = "closed" if self._closed else "open"
-        return f"<StreamConnection {self._description} {state}>"
+        return f"<{type(self).__name__} {self._description} {state}>"
 
     def is_connected(self) -> bool:
         return not self._closed and not self._writer.is_closing()
@@ -123,17 +162,19 @@ class StreamConnection:
     def _lost(self, err: BaseException) -> ConnectionLostError:
         return ConnectionLostError(f"connection {self._description} failed: {err}")
 
-    async def read(self, max_bytes: int = DEFAULT_READ_SIZE) -> bytes:
+    def _check_open(self) -> None:
         if self._closed:
             raise ClosedError(f"connection {self._description} is closed")
+
+    async def read(self, max_bytes: int = DEFAULT_READ_SIZE) -> bytes:
+        self._check_open()
         try:
             return await self._reader.read(max_bytes)
         except OSError as err:
             raise self._lost(err) from err
 
     async def read_exact(self, n: int) -> bytes:
-        if self._closed:
-            raise ClosedError(f"connection {self._description} is closed")
+        self._check_open()
         try:
             return await self._reader.readexactly(n)
         except asyncio.IncompleteReadError as err:
@@ -143,25 +184,46 @@ class StreamConnection:
         except OSError as err:
             raise self._lost(err) from err
 
-    async def read_until(self, separator: bytes, limit: int) -> bytes:
-        """Read through ``separator`` (included); bytes after it stay buffered for ``read``."""
+    async def read_line(self, limit: int, separator: bytes = b"\n") -> bytes:
+        """Read through ``separator``, but never more than ``limit`` bytes.
+
+        Returns the bytes read: ending with ``separator``, or without it when the stream
+        ended or ``limit`` bytes came first (the caller decides what that means, and can
+        quote the bytes in its error).  Bytes after the separator stay buffered for
+        ``read``.  It takes one byte at a time from the reader's buffer, which is cheap
+        for the short handshake lines it is meant for.
+        """
+        self._check_open()
+        if not separator:
+            raise ValueError("separator must not be empty")
+        line = bytearray()
         try:
-            line = await self._reader.readuntil(separator)
-        except asyncio.IncompleteReadError as err:
-            raise ConnectionLostError(
-                f"connection {self._description} ended before {separator!r}"
-            ) from err
-        except asyncio.LimitOverrunError as err:
-            raise ConnectionLostError(
-                f"connection {self._description}: no {separator!r} within {limit} bytes"
-            ) from err
+            while len(line) < limit:
+                byte = await self._reader.read(1)
+                if not byte:
+                    break
+                line += byte
+                if line.endswith(separator):
+                    break
         except OSError as err:
             raise self._lost(err) from err
-        if len(line) > limit:
+        return bytes(line)
+
+    async def read_until(self, separator: bytes, limit: int) -> bytes:
+        """Read through ``separator`` (included); bytes after it stay buffered for ``read``.
+
+        ``ConnectionLostError`` if the stream ends, or ``limit`` bytes pass, first.
+        """
+        line = await self.read_line(limit, separator)
+        if line.endswith(separator):
+            return line
+        if len(line) >= limit:
             raise ConnectionLostError(
                 f"connection {self._description}: no {separator!r} within {limit} bytes"
             )
-        return line
+        raise ConnectionLostError(
+            f"connection {self._description} ended before {separator!r} (got {line!r})"
+        )
 
     def write(self, data: bytes | bytearray | memoryview) -> None:
         if self._closed or self._writer.is_closing():
@@ -180,6 +242,7 @@ class StreamConnection:
         await self.drain()
 
     async def write_eof(self) -> None:
+        self._check_open()
         if self._writer.can_write_eof():
             try:
                 self._writer.write_eof()
@@ -190,11 +253,19 @@ class StreamConnection:
         if self._closed:
             return
         self._closed = True
-        self._writer.close()
-        with contextlib.suppress(OSError, RuntimeError):
-            await self._writer.wait_closed()
-        if self._on_close is not None:
-            self._on_close()
+        try:
+            self._writer.close()
+            try:
+                await asyncio.wait_for(
+                    asyncio.shield(self._writer.wait_closed()), CLOSE_FLUSH_TIMEOUT
+                )
+            except TimeoutError:
+                _abort(self._writer)
+            except (OSError, RuntimeError):
+                pass
+        finally:
+            if self._on_close is not None:
+                self._on_close()
 
 
 class QueueListener:
@@ -202,7 +273,8 @@ class QueueListener:
 
     def __init__(self, description: str, *, backlog: int = 128) -> None:
         self._description = description
-        self._queue: asyncio.Queue[Connection] = asyncio.Queue(backlog)
+        # ``None`` is the close sentinel; an ``accept`` that takes it puts it back for the next.
+        self._queue: asyncio.Queue[Connection | None] = asyncio.Queue(backlog)
         self._server: asyncio.Server | None = None
         self._closed = False
         self._cleanup: list[Callable[[], None]] = []
@@ -215,8 +287,18 @@ class QueueListener:
     def __repr__(self) -> str:
         return f"<Listener {self._description}>"
 
-    def attach(self, server: asyncio.Server, *, cleanup: Callable[[], None] | None = None) -> None:
+    def attach(
+        self,
+        server: asyncio.Server,
+        *,
+        cleanup: Callable[[], None] | None = None,
+        description: str | None = None,
+    ) -> None:
+        """Bind the server.  ``description`` replaces the one given at construction (the
+        real port of ``tcp:HOST:0`` is known only once the server is bound)."""
         self._server = server
+        if description is not None:
+            self._description = description
         if cleanup is not None:
             self._cleanup.append(cleanup)
 
@@ -243,7 +325,11 @@ class QueueListener:
     async def accept(self) -> Connection:
         if self._closed:
             raise ClosedError(f"listener {self._description} is closed")
-        return await self._queue.get()
+        conn = await self._queue.get()
+        if conn is None:
+            self._queue.put_nowait(None)
+            raise ClosedError(f"listener {self._description} is closed")
+        return conn
 
     async def close(self) -> None:
         if self._closed:
@@ -254,10 +340,14 @@ class QueueListener:
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(self._server.wait_closed(), 1.0)
         while not self._queue.empty():
-            await self._queue.get_nowait().close()
+            conn = self._queue.get_nowait()
+            if conn is not None:
+                await conn.close()
         for fn in self._cleanup:
             with contextlib.suppress(OSError):
                 fn()
+        # Wake pending accepts; the queue was just emptied, so there is room.
+        self._queue.put_nowait(None)
 
     async def __aenter__(self) -> Self:
         return self
