@@ -15,6 +15,7 @@ is re-established, with backoff, by the next call; the call that saw the loss ra
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -92,6 +93,7 @@ class VirgaClient:
         self._transport: Transport | None = None
         self._lock = asyncio.Lock()
         self._closed_by_user = False
+        self._stop = asyncio.Event()  # set by disconnect(): ends a retry loop at once
         self.reconnects = 0
 
     @classmethod
@@ -142,6 +144,7 @@ class VirgaClient:
         """Connect (retrying per the reconnect policy, if any)."""
         async with self._lock:
             self._closed_by_user = False
+            self._stop.clear()
             if self.is_connected():
                 return
             self._transport = await self._connect_with_policy()
@@ -169,7 +172,13 @@ class VirgaClient:
                     err,
                     delay,
                 )
-                await asyncio.sleep(delay)
+                with contextlib.suppress(TimeoutError):
+                    async with asyncio.timeout(delay):
+                        await self._stop.wait()
+                if self._stop.is_set():
+                    raise ClosedError(
+                        f"disconnect() was called while reconnecting to {self.config.target}"
+                    ) from err
 
     async def _active(self) -> Transport:
         transport = self._transport
@@ -183,10 +192,14 @@ class VirgaClient:
         async with self._lock:
             if self._transport is not None and self._transport.is_active():
                 return self._transport
-            if self._transport is not None:
-                await self._transport.close()
+            if self._closed_by_user:  # disconnect() ran while this call waited
+                raise LocalProtocolError("the client is not connected; call connect() first")
+            lost = self._transport
+            if lost is not None:
+                await lost.close()
             self._transport = await self._connect_with_policy()
-            self.reconnects += 1
+            if lost is not None:  # a first connect made by a call is not a reconnect
+                self.reconnects += 1
             log.info("virga: reconnected to %s", self.config.target)
             return self._transport
 
@@ -212,6 +225,8 @@ class VirgaClient:
         return await transport.accept_stream()
 
     async def disconnect(self) -> None:
+        self._closed_by_user = True
+        self._stop.set()  # a retry loop holding the lock gives up now
         async with self._lock:
             self._closed_by_user = True
             if self._transport is not None:

@@ -451,6 +451,33 @@ async def test_reconnect_gives_up_after_max_attempts(protocol: str, address: str
     await client.disconnect()
 
 
+async def test_disconnect_stops_an_endless_retry_loop(address: str) -> None:
+    policy = ReconnectPolicy(initial_delay=5.0, max_delay=5.0)  # retries forever, slowly
+    client = make_client("yamux", address, reconnect=policy)
+    async with echo_server("yamux", address):
+        await client.connect()
+    await wait_until(lambda: not client.is_connected())
+    sender = asyncio.create_task(client.send(b"retrying"))
+    await asyncio.sleep(0.1)  # the first attempt failed; the loop waits 5 s for the next
+    assert not sender.done()
+    await asyncio.wait_for(client.disconnect(), 2)
+    with pytest.raises(ClosedError, match="disconnect"):
+        await asyncio.wait_for(sender, 2)
+    with pytest.raises(LocalProtocolError, match="call connect"):
+        await client.send(b"after disconnect")
+
+
+async def test_first_call_with_a_policy_connects_without_counting_a_reconnect(
+    address: str,
+) -> None:
+    client = make_client("yamux", address, reconnect=ReconnectPolicy(max_attempts=2))
+    async with echo_server("yamux", address):
+        await client.send(b"implicit connect")
+        assert await client.recv() == b"implicit connect"
+        assert client.reconnects == 0
+        await client.disconnect()
+
+
 async def test_without_a_policy_a_lost_connection_raises(address: str) -> None:
     client = make_client("yamux", address)
     async with echo_server("yamux", address):
