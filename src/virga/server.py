@@ -43,6 +43,9 @@ __all__ = ["ServerConfig", "ServerConnection", "VirgaServer"]
 
 log = logging.getLogger("virga.server")
 
+MESSAGE_BACKLOG = 64
+"""Messages received from all clients and not yet returned by ``recv``."""
+
 
 @dataclass(frozen=True, slots=True)
 class ServerConfig:
@@ -114,7 +117,11 @@ class VirgaServer:
         self._listener: Listener | None = None
         self._tasks: set[asyncio.Task[None]] = set()
         self.connections: list[ServerConnection] = []
-        self._messages: asyncio.Queue[tuple[ServerConnection, bytes]] = asyncio.Queue()
+        # Bounded: a server that does not call recv() stops reading its clients, and the
+        # transports' flow control pushes back on them.
+        self._messages: asyncio.Queue[tuple[ServerConnection, bytes]] = asyncio.Queue(
+            MESSAGE_BACKLOG
+        )
         self._streams: asyncio.Queue[tuple[ServerConnection, Stream]] = asyncio.Queue()
         self._connected: asyncio.Queue[ServerConnection] = asyncio.Queue()
         self._last: ServerConnection | None = None
@@ -197,7 +204,7 @@ class VirgaServer:
         try:
             while True:
                 data = await client.recv()
-                self._messages.put_nowait((client, data))
+                await self._messages.put((client, data))
         except MiddlewareError as err:
             # A peer whose messages fail the middleware (wrong key, other chain) is dropped.
             log.warning("virga: dropping client #%d: %s", client.number, err)

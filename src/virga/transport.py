@@ -201,7 +201,7 @@ class XTransportHandler:
     async def start(self) -> None:
         """xtransport has no opening handshake; start reading at once, so that a peer
         that goes away is noticed (``is_active``) before the first ``send``/``recv``."""
-        self._channel._start_reader()
+        self._channel.start()
 
     async def send(self, data: bytes) -> None:
         await self._channel.send(data)

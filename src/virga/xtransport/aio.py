@@ -219,6 +219,11 @@ class XTransportChannel:
         with contextlib.suppress(Exception):
             await self._conn.close()
 
+    def start(self) -> None:
+        """Start reading now (otherwise the first ``send``/``recv`` does), so a lost peer is
+        noticed even by a channel that is idle."""
+        self._start_reader()
+
     def _start_reader(self) -> None:
         if self._reader is None and self._state is ChannelState.OPEN:
             self._reader = asyncio.get_running_loop().create_task(
