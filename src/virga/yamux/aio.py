@@ -266,6 +266,7 @@ class Stream:
         session = self._session
         session._core.reset_stream(self.stream_id)
         session._flush()
+        session._cancel_open_timer(self.stream_id)  # its ACK, if any, will be discarded
         self._on_error(StreamResetError(f"yamux stream {self.stream_id} was reset: {why}"))
         session._forget_if_gone(self)
 
@@ -377,6 +378,11 @@ class Session:
         self._core.consume(stream_id, n)
         self._flush()
 
+    def _cancel_open_timer(self, stream_id: int) -> None:
+        timer = self._open_timers.pop(stream_id, None)
+        if timer is not None:
+            timer.cancel()
+
     def _forget_if_gone(self, stream: Stream) -> None:
         if self._core.stream_state(stream.stream_id) is StreamState.CLOSED:
             self._streams.pop(stream.stream_id, None)
@@ -426,9 +432,7 @@ class Session:
             self._accept_queue.append(stream)
             _wake(self._accept_waiter)
         elif isinstance(event, StreamEstablished):
-            timer = self._open_timers.pop(event.stream_id, None)
-            if timer is not None:
-                timer.cancel()
+            self._cancel_open_timer(event.stream_id)
             stream = self._streams.get(event.stream_id)
             if stream is not None:
                 stream.established.set()
@@ -438,6 +442,8 @@ class Session:
                 stream._on_fin()
                 self._forget_if_gone(stream)
         elif isinstance(event, StreamReset):
+            # A refused stream (backlog full, GoAway) is reset without ever being ACKed.
+            self._cancel_open_timer(event.stream_id)
             stream = self._streams.pop(event.stream_id, None)
             if stream is not None:
                 stream._on_error(
