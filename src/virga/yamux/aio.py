@@ -138,6 +138,11 @@ class Stream:
     def _on_error(self, err: VirgaError) -> None:
         if self._error is None:
             self._error = err
+            if isinstance(err, StreamResetError):
+                # A reset aborts both directions: unread data is dropped, reads fail now
+                # (as hashicorp's ErrConnectionReset and a TCP RST).
+                self._chunks.clear()
+                self._offset = 0
         if self._close_timer is not None:
             self._close_timer.cancel()
             self._close_timer = None
