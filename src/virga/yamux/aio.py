@@ -55,11 +55,6 @@ __all__ = ["Session", "Stream"]
 log = logging.getLogger("virga.yamux")
 
 
-def _wake(waiter: asyncio.Future[None] | None) -> None:
-    if waiter is not None and not waiter.done():
-        waiter.set_result(None)
-
-
 class Stream:
     """One yamux stream: an ordered, flow-controlled byte stream inside a session."""
 
@@ -71,8 +66,10 @@ class Stream:
         self._eof = False  # the peer sent FIN
         self._local_closed = False
         self._error: VirgaError | None = None  # reset, or the session's end
-        self._read_waiter: asyncio.Future[None] | None = None
-        self._write_waiter: asyncio.Future[None] | None = None
+        # Set to wake every waiting reader / the writer (data, FIN, window, error, a new
+        # deadline); each re-checks its condition.  Events, so any number may wait.
+        self._readable = asyncio.Event()
+        self._writable = asyncio.Event()
         self._write_lock = asyncio.Lock()
         self._read_deadline: float | None = None
         self._write_deadline: float | None = None
@@ -93,47 +90,42 @@ class Stream:
     def set_read_deadline(self, timeout: float | None) -> None:
         """Reads fail with ``VirgaTimeoutError`` once ``timeout`` seconds from now pass."""
         self._read_deadline = None if timeout is None else self._session._loop.time() + timeout
-        _wake(self._read_waiter)
+        self._readable.set()
 
     def set_write_deadline(self, timeout: float | None) -> None:
         """Writes waiting on the window fail with ``VirgaTimeoutError`` after ``timeout`` s."""
         self._write_deadline = None if timeout is None else self._session._loop.time() + timeout
-        _wake(self._write_waiter)
+        self._writable.set()
 
     def set_deadline(self, timeout: float | None) -> None:
         self.set_read_deadline(timeout)
         self.set_write_deadline(timeout)
 
-    async def _wait(self, which: str, deadline: float | None) -> None:
-        fut: asyncio.Future[None] = self._session._loop.create_future()
-        setattr(self, which, fut)
+    async def _wait(self, wakeup: asyncio.Event, kind: str, deadline: float | None) -> None:
+        wakeup.clear()  # the caller just found nothing to do: wait for the next wake-up
+        if deadline is None:
+            await wakeup.wait()
+            return
         try:
-            if deadline is None:
-                await fut
-            else:
-                try:
-                    async with asyncio.timeout_at(deadline):
-                        await fut
-                except TimeoutError as err:
-                    kind = "read" if which == "_read_waiter" else "write"
-                    raise VirgaTimeoutError(
-                        f"yamux stream {self.stream_id}: {kind} deadline passed"
-                    ) from err
-        finally:
-            setattr(self, which, None)
+            async with asyncio.timeout_at(deadline):
+                await wakeup.wait()
+        except TimeoutError as err:
+            raise VirgaTimeoutError(
+                f"yamux stream {self.stream_id}: {kind} deadline passed"
+            ) from err
 
     # -- events from the session ---------------------------------------------------------
 
     def _on_data(self, data: bytes) -> None:
         self._chunks.append(data)
-        _wake(self._read_waiter)
+        self._readable.set()
 
     def _on_fin(self) -> None:
         self._eof = True
         if self._close_timer is not None:
             self._close_timer.cancel()
             self._close_timer = None
-        _wake(self._read_waiter)
+        self._readable.set()
 
     def _on_error(self, err: VirgaError) -> None:
         if self._error is None:
@@ -146,11 +138,11 @@ class Stream:
         if self._close_timer is not None:
             self._close_timer.cancel()
             self._close_timer = None
-        _wake(self._read_waiter)
-        _wake(self._write_waiter)
+        self._readable.set()
+        self._writable.set()
 
     def _on_window(self) -> None:
-        _wake(self._write_waiter)
+        self._writable.set()
 
     # -- reading ------------------------------------------------------------------------
 
@@ -173,7 +165,7 @@ class Stream:
                 return b""
             if self._error is not None:
                 self._raise_read_error()
-            await self._wait("_read_waiter", self._read_deadline)
+            await self._wait(self._readable, "read", self._read_deadline)
         first = chunks[0]
         offset = self._offset
         available = len(first) - offset
@@ -239,7 +231,7 @@ class Stream:
                     session._flush()
                     await session._drain()
                 else:
-                    await self._wait("_write_waiter", self._write_deadline)
+                    await self._wait(self._writable, "write", self._write_deadline)
 
     async def close(self) -> None:
         """Half-close: send FIN.  Reading goes on until the peer's FIN."""
@@ -300,7 +292,7 @@ class Session:
         self._core = YamuxCore(role, self.config, clock=self._loop.time)
         self._streams: dict[int, Stream] = {}
         self._accept_queue: deque[Stream] = deque()
-        self._accept_waiter: asyncio.Future[None] | None = None
+        self._acceptable = asyncio.Event()  # set when a stream arrives or the session ends
         self._pings: dict[int, tuple[asyncio.Future[float], float]] = {}
         self._open_timers: dict[int, asyncio.TimerHandle] = {}
         self._closed = asyncio.Event()
@@ -435,7 +427,7 @@ class Session:
             stream = Stream(self, event.stream_id)
             self._streams[event.stream_id] = stream
             self._accept_queue.append(stream)
-            _wake(self._accept_waiter)
+            self._acceptable.set()
         elif isinstance(event, StreamEstablished):
             self._cancel_open_timer(event.stream_id)
             stream = self._streams.get(event.stream_id)
@@ -477,7 +469,7 @@ class Session:
             stream._on_error(err)
         self._streams.clear()
         self._accept_queue.clear()
-        _wake(self._accept_waiter)
+        self._acceptable.set()
         for fut, _ in self._pings.values():
             if not fut.done():
                 fut.set_exception(SessionClosedError(f"yamux session closed: {reason}"))
@@ -527,12 +519,8 @@ class Session:
         """Wait for the peer to open a stream, and acknowledge it."""
         while not self._accept_queue:
             self._check_open()
-            fut: asyncio.Future[None] = self._loop.create_future()
-            self._accept_waiter = fut
-            try:
-                await fut
-            finally:
-                self._accept_waiter = None
+            self._acceptable.clear()
+            await self._acceptable.wait()
         stream = self._accept_queue.popleft()
         if stream._error is None:
             self._core.accept_stream(stream.stream_id)
