@@ -198,6 +198,7 @@ async def serial_connection_from_fd(
     read_file = write_file = None
     read_transport: asyncio.ReadTransport | None = None
     try:
+        _check_pollable(fd, description)
         if os.isatty(fd):
             make_raw(fd)
         write_fd = os.dup(fd)
@@ -219,6 +220,22 @@ async def serial_connection_from_fd(
         raise
     writer = _PipeWriter(write_transport, write_protocol, read_transport, read_protocol)
     return SerialConnection(reader, writer, description, on_close=on_close)
+
+
+def _check_pollable(fd: int, desc: str) -> None:
+    """The event loop needs epoll; devices such as /dev/null cannot be polled, and asyncio
+    would otherwise fail inside a callback and leave every read waiting forever."""
+    probe = select.epoll()
+    try:
+        probe.register(fd, select.EPOLLIN)
+    except OSError as err:
+        raise ConnectError(
+            f"cannot use {desc}: the device does not support polling "
+            f"({err.strerror or err}); it is not a serial port",
+            address=desc,
+        ) from err
+    finally:
+        probe.close()
 
 
 def _open_device(path: str, desc: str) -> int:
