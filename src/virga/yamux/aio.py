@@ -301,6 +301,7 @@ class Session:
             self._read_loop(), name=f"yamux-reader {conn.description}"
         )
         self._keepalive: asyncio.Task[None] | None = None
+        self._closing: asyncio.Task[None] | None = None  # kept so it is not collected mid-way
         if self.config.enable_keepalive:
             self._keepalive = self._loop.create_task(self._keepalive_loop())
 
@@ -481,7 +482,7 @@ class Session:
         for task in (self._reader, self._keepalive):
             if task is not None and task is not current:
                 task.cancel()
-        self._loop.create_task(self._conn.close())
+        self._closing = self._loop.create_task(self._conn.close())
 
     # -- public operations ------------------------------------------------------------------
 
@@ -557,7 +558,8 @@ class Session:
         self._flush()
         self._terminate(SessionClosedError("the session was closed by this side"))
         await asyncio.wait([self._reader])
-        await self._conn.close()
+        if self._closing is not None:
+            await asyncio.wait([self._closing])
 
     async def _keepalive_loop(self) -> None:
         interval = self.config.keepalive_interval
