@@ -255,10 +255,11 @@ class StreamConnection:
         self._closed = True
         try:
             self._writer.close()
+            waiter = asyncio.ensure_future(self._writer.wait_closed())
+            # Retrieve its outcome even if we stop waiting (no "exception never retrieved").
+            waiter.add_done_callback(lambda f: f.cancelled() or f.exception())
             try:
-                await asyncio.wait_for(
-                    asyncio.shield(self._writer.wait_closed()), CLOSE_FLUSH_TIMEOUT
-                )
+                await asyncio.wait_for(asyncio.shield(waiter), CLOSE_FLUSH_TIMEOUT)
             except TimeoutError:
                 _abort(self._writer)
             except (OSError, RuntimeError):

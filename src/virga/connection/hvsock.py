@@ -141,10 +141,10 @@ async def connect_hybrid_vsock(
             reader, writer = await open_unix_streams(
                 UnixAddress(addr.uds_path), timeout=None, description=desc
             )
-            conn = HybridVsockConnection(reader, writer, desc, local_port=0)
+            handshake = StreamConnection(reader, writer, desc)
             try:
-                await conn.write_all(f"CONNECT {addr.port}\n".encode("ascii"))
-                reply = await conn.read_line(REPLY_LIMIT)
+                await handshake.write_all(f"CONNECT {addr.port}\n".encode("ascii"))
+                reply = await handshake.read_line(REPLY_LIMIT)
             except ConnectionLostError as err:
                 raise ConnectError(
                     f"cannot connect to {desc}: the VMM dropped the connection during the "
@@ -154,8 +154,8 @@ async def connect_hybrid_vsock(
             port = parse_ok_reply(reply)
             if port is None:
                 raise _reply_error(addr, reply)
-            conn._local_port = port
-            return conn
+            # Same streams: whatever followed the OK line is still in ``reader``'s buffer.
+            return HybridVsockConnection(reader, writer, desc, local_port=port)
     except TimeoutError as err:
         waited_for = "the VMM's answer to CONNECT" if writer is not None else "the VMM's socket"
         if writer is not None:

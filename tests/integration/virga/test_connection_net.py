@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import socket
 import uuid
@@ -316,3 +317,27 @@ def test_connect_has_a_default_timeout() -> None:
 
     assert inspect.signature(connect).parameters["timeout"].default == DEFAULT_CONNECT_TIMEOUT
     assert DEFAULT_CONNECT_TIMEOUT > 0
+
+
+async def test_close_does_not_hang_on_a_peer_that_stopped_reading(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from virga.connection import base
+
+    monkeypatch.setattr(base, "CLOSE_FLUSH_TIMEOUT", 0.2)
+    path = tmp_path / "s.sock"
+    async with await listen(f"unix:{path}") as listener:
+        client = await connect(f"unix:{path}", timeout=5)
+        server = await listener.accept()  # never reads
+        client.write(b"x" * (16 << 20))  # far more than the socket buffers hold
+        started = asyncio.get_running_loop().time()
+        await asyncio.wait_for(client.close(), 5)
+        assert asyncio.get_running_loop().time() - started < 2
+        assert not client.is_connected()
+        # The unsent rest was dropped: the reader gets less than was written, then the end.
+        received = 0
+        with contextlib.suppress(ConnectionLostError):
+            while chunk := await asyncio.wait_for(server.read(), 5):
+                received += len(chunk)
+        assert received < 16 << 20
+        await server.close()
