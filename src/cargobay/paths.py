@@ -7,7 +7,8 @@
                                                                      sockets, pid files
 
 ``CARGOBAY_HOME=DIR`` puts all four under DIR (tests use it; the runtime part is kept
-short because Unix socket paths are limited to 107 bytes).
+short because Unix socket paths are limited to 107 bytes).  ``CARGOBAY_IMAGES=DIR``
+moves just the image store, so many test homes can share one built image.
 """
 
 from __future__ import annotations
@@ -28,14 +29,17 @@ class Paths:
     state: Path
     cache: Path
     runtime: Path
+    images_override: Path | None = None
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Paths:
         env = os.environ if env is None else env
+        images = env.get("CARGOBAY_IMAGES")
+        images_override = Path(images).absolute() if images else None
         home = env.get("CARGOBAY_HOME")
         if home:
             base = Path(home).absolute()
-            return cls(base / "data", base / "state", base / "cache", base / "run")
+            return cls(base / "data", base / "state", base / "cache", base / "run", images_override)
         user_home = Path(env.get("HOME") or Path.home())
 
         def xdg(var: str, default: Path) -> Path:
@@ -54,13 +58,14 @@ class Paths:
             state=xdg("XDG_STATE_HOME", user_home / ".local" / "state"),
             cache=xdg("XDG_CACHE_HOME", user_home / ".cache"),
             runtime=runtime,
+            images_override=images_override,
         )
 
     # -- well-known locations -----------------------------------------------------------
 
     @property
     def images(self) -> Path:
-        return self.data / "images"
+        return self.images_override or self.data / "images"
 
     @property
     def machines(self) -> Path:
