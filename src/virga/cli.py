@@ -23,7 +23,6 @@ import argparse
 import asyncio
 import contextlib
 import hashlib
-import importlib
 import json
 import os
 import random
@@ -36,7 +35,7 @@ from dataclasses import dataclass
 from typing import Any, NoReturn
 
 from virga.address import parse_address
-from virga.connection import Connection, connect, listen
+from virga.connection import Connection, HybridVsockMux, connect, listen
 from virga.errors import ConfigError, StreamClosedError, VirgaError, VirgaTimeoutError
 from virga.xtransport import XTransportChannel, XTransportConfig
 from virga.yamux import Session, Stream, YamuxConfig
@@ -320,8 +319,6 @@ async def run_demo(*, as_json: bool, streams: int, nbytes: int, port: int) -> in
     a yamux echo server on ``port``; the host connects to ``hvsock:UDS:PORT`` like any
     Firecracker host would.
     """
-    hvsock = importlib.import_module("virga.connection.hvsock")
-
     config = YamuxConfig()
     steps: list[DemoStep] = []
     clock = time.perf_counter()
@@ -349,7 +346,7 @@ async def run_demo(*, as_json: bool, streams: int, nbytes: int, port: int) -> in
             if not guest_streams.done():
                 guest_streams.set_result(n)
 
-        async with hvsock.HybridVsockMux(uds) as mux:
+        async with HybridVsockMux(uds) as mux:
             mux.register(port, guest_handler)
             step("guest", f"hybrid-vsock socket {uds}, yamux echo server on vsock port {port}")
             conn = await connect(address, timeout=10.0)
