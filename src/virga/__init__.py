@@ -10,19 +10,56 @@ virga imports nothing from cargobay.
     async with VirgaClient.with_yamux(ClientConfig(address="unix:/tmp/s.sock")) as client:
         await client.send(b"ping")
         reply = await client.recv()
+
+The names below are imported lazily: ``import virga.yamux`` in a guest agent must not
+pay for the application layer and ``cryptography`` (Python starts slowly under TCG).
 """
 
-from virga.client import ClientConfig, VirgaClient
-from virga.connection import connect, listen
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
 from virga.errors import VirgaError
-from virga.middleware import Compression, Encryption, RateLimit
-from virga.pool import ConnectionPool, check_health
-from virga.reconnect import ReconnectPolicy
-from virga.server import ServerConfig, VirgaServer
-from virga.xtransport import XTransportConfig
-from virga.yamux import YamuxConfig
 
 __version__ = "0.1.0"
+
+_LAZY = {
+    "ClientConfig": "virga.client",
+    "VirgaClient": "virga.client",
+    "ServerConfig": "virga.server",
+    "VirgaServer": "virga.server",
+    "Compression": "virga.middleware",
+    "Encryption": "virga.middleware",
+    "RateLimit": "virga.middleware",
+    "ConnectionPool": "virga.pool",
+    "check_health": "virga.pool",
+    "ReconnectPolicy": "virga.reconnect",
+    "XTransportConfig": "virga.xtransport",
+    "YamuxConfig": "virga.yamux",
+    "connect": "virga.connection",
+    "listen": "virga.connection",
+}
+
+if TYPE_CHECKING:
+    from virga.client import ClientConfig, VirgaClient
+    from virga.connection import connect, listen
+    from virga.middleware import Compression, Encryption, RateLimit
+    from virga.pool import ConnectionPool, check_health
+    from virga.reconnect import ReconnectPolicy
+    from virga.server import ServerConfig, VirgaServer
+    from virga.xtransport import XTransportConfig
+    from virga.yamux import YamuxConfig
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'virga' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value
+
 
 __all__ = [
     "ClientConfig",
