@@ -75,6 +75,7 @@ class Stream:
         self._write_deadline: float | None = None
         self._close_timer: asyncio.TimerHandle | None = None
         self.established = asyncio.Event()
+        self._opened_at: float | None = None  # loop time of our SYN, for a first RTT sample
 
     def __repr__(self) -> str:
         return f"<yamux.Stream {self.stream_id} {self.state.value}>"
@@ -302,7 +303,7 @@ class Session:
         )
         self._keepalive: asyncio.Task[None] | None = None
         self._closing: asyncio.Task[None] | None = None  # kept so it is not collected mid-way
-        if self.config.enable_keepalive:
+        if self.config.enable_keepalive or self.config.auto_tune_window:
             self._keepalive = self._loop.create_task(self._keepalive_loop())
 
     @classmethod
@@ -434,6 +435,10 @@ class Session:
             stream = self._streams.get(event.stream_id)
             if stream is not None:
                 stream.established.set()
+                if stream._opened_at is not None and self._core.rtt is None:
+                    # SYN -> ACK bounds the round trip from above (the peer ACKs when it
+                    # accepts); good enough to start window auto-tuning before any ping.
+                    self._sample_rtt(self._loop.time() - stream._opened_at)
         elif isinstance(event, StreamEnded):
             stream = self._streams.get(event.stream_id)
             if stream is not None:
@@ -451,8 +456,7 @@ class Session:
             entry = self._pings.pop(event.opaque, None)
             if entry is not None and not entry[0].done():
                 rtt = self._loop.time() - entry[1]
-                core = self._core
-                core.rtt = rtt if core.rtt is None else 0.875 * core.rtt + 0.125 * rtt
+                self._sample_rtt(rtt)
                 entry[0].set_result(rtt)
         elif isinstance(event, GoAwayReceived):
             level = logging.INFO if event.code == GoAwayCode.NORMAL else logging.WARNING
@@ -486,6 +490,10 @@ class Session:
 
     # -- public operations ------------------------------------------------------------------
 
+    def _sample_rtt(self, rtt: float) -> None:
+        core = self._core
+        core.rtt = rtt if core.rtt is None else 0.875 * core.rtt + 0.125 * rtt
+
     def _check_open(self) -> None:
         if self._closed.is_set():
             reason = self.close_reason
@@ -496,6 +504,7 @@ class Session:
         self._check_open()
         stream_id = self._core.open_stream()
         stream = Stream(self, stream_id)
+        stream._opened_at = self._loop.time()
         self._streams[stream_id] = stream
         timeout = self.config.stream_open_timeout
         if timeout > 0:
@@ -563,7 +572,11 @@ class Session:
 
     async def _keepalive_loop(self) -> None:
         interval = self.config.keepalive_interval
-        while True:
+        if self.config.auto_tune_window:
+            # Window auto-tuning needs a round-trip time on the receiving side too.
+            with contextlib.suppress(VirgaError):
+                await self.ping(self.config.connection_write_timeout)
+        while self.config.enable_keepalive:
             await asyncio.sleep(interval)
             try:
                 await self.ping(self.config.connection_write_timeout)
