@@ -279,8 +279,7 @@ async def _relay(a: Any, b: Any) -> None:
 async def test_client_over_hybrid_vsock(protocol: str, sock_dir: Path) -> None:
     """The host client dials ``hvsock:UDS:PORT``; a stand-in VMM relays the stream to the
     "guest" server on a Unix socket, as Firecracker relays it to the guest's vsock."""
-    hvsock = pytest.importorskip("virga.connection.hvsock")
-    from virga.connection import connect
+    from virga.connection import connect, hvsock
 
     guest_address = f"unix:{sock_dir}/guest.sock"
     uds = str(sock_dir / "fc.sock")

@@ -16,6 +16,7 @@ import time
 
 import pytest
 
+from tests.support import require
 from virga.address import VMADDR_CID_ANY, VMADDR_CID_LOCAL, VsockAddress
 from virga.connection import Listener, connect, listen
 from virga.connection.vsock import connect_error, local_cid, vsock_socket
@@ -85,8 +86,7 @@ async def test_listen_works_or_fails_clearly() -> None:
 
 
 async def test_listen_on_any_port_describes_the_real_port() -> None:
-    if not _kernel_has_vsock():
-        pytest.skip("AF_VSOCK not supported by this kernel (covered by the error test)")
+    require(_kernel_has_vsock(), "AF_VSOCK support in the host kernel (modprobe vsock)")
     async with await listen(f"vsock:any:{0xFFFFFFFF}") as listener:
         port = int(listener.description.rsplit(":", 1)[1])
         assert port != 0xFFFFFFFF
