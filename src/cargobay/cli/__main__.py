@@ -1,0 +1,5 @@
+"""``python -m cargobay.cli`` is ``cargobay``."""
+
+from cargobay.cli.main import main
+
+main()
