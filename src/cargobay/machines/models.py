@@ -157,6 +157,8 @@ class RuntimeInfo(BaseModel):
     started_at: datetime | None = None
     boot_seconds: float | None = None
     accel: str | None = None
+    console_log: str | None = None
+    """The serial console log file; kept after the VM stops so its logs stay readable."""
 
 
 class VMInstance(BaseModel):

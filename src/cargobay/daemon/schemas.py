@@ -1,0 +1,101 @@
+"""Request and response bodies of the daemon API v1 (see docs/openapi.json).
+
+Request models forbid unknown fields, so a misspelt option is a 400 naming it rather
+than a silently ignored setting.  Sizes, ports and names are checked by the machines
+service (one place for those rules); these models only check JSON types.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from cargobay.machines.models import VMInstance
+
+__all__ = [
+    "API_VERSION",
+    "BuildImageRequest",
+    "CreateMachineRequest",
+    "ErrorBody",
+    "ErrorDetail",
+    "ExecRequestBody",
+    "Info",
+    "Machine",
+    "StartRequest",
+    "StopRequest",
+]
+
+API_VERSION = 1
+
+
+class _Request(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class CreateMachineRequest(_Request):
+    name: str = Field(description="Machine name: 1-63 of a-z 0-9 - _ . starting alphanumeric.")
+    image: str = "default"
+    cpus: int = 1
+    memory: str | int = Field(default="512MB", description="512MB, 1GB, 1.5GiB or MiB as a number.")
+    disk: str | int = Field(default="2GB", description="Size of the machine's data disk.")
+    ports: list[str] = Field(default_factory=list, description="HOST:GUEST[/udp] mappings.")
+    template: str | None = None
+    start: bool = True
+    boot_timeout: float = Field(default=120.0, description="Seconds to wait for the guest agent.")
+
+
+class StartRequest(_Request):
+    boot_timeout: float = 120.0
+
+
+class StopRequest(_Request):
+    force: bool = False
+    timeout: float = Field(default=10.0, description="Seconds of graceful stop before killing.")
+
+
+class ExecRequestBody(_Request):
+    argv: list[str] = Field(min_length=1)
+    env: dict[str, str] = Field(default_factory=dict)
+    cwd: str | None = None
+    stdin_b64: str | None = Field(default=None, description="All of stdin, base64-encoded.")
+    tty: bool = False
+    timeout: float | None = Field(default=None, gt=0)
+
+
+class BuildImageRequest(_Request):
+    name: str = "default"
+    force: bool = False
+
+
+class Machine(VMInstance):
+    """A machine as stored, plus whether the daemon holds a live guest agent connection."""
+
+    agent_ready: bool = False
+
+
+class Info(BaseModel):
+    version: str
+    api_version: int = API_VERSION
+    pid: int
+    uptime: float
+    accel: Literal["kvm", "tcg"] | None
+    backends: list[str]
+    paths: dict[str, str]
+
+
+class ErrorDetail(BaseModel):
+    code: str
+    message: str
+
+
+class ErrorBody(BaseModel):
+    error: ErrorDetail
+
+
+ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
+    400: {"model": ErrorBody, "description": "Invalid input"},
+    404: {"model": ErrorBody, "description": "Unknown machine or image"},
+    409: {"model": ErrorBody, "description": "Conflict with the current state"},
+    500: {"model": ErrorBody, "description": "Daemon-side failure"},
+}

@@ -1,0 +1,199 @@
+"""``cargobayd``: the daemon process.  Serves the API on a private Unix socket.
+
+    cargobayd [--log-level info]        (or: python -m cargobay.daemon.server)
+
+Startup, in order:
+
+1. take an exclusive lock on the pid file (``Paths.daemon_pidfile``) and write our pid:
+   a second daemon for the same home refuses to start (exit status 1) instead of
+   fighting over the socket; a daemon killed with SIGKILL releases the lock with its
+   file descriptor, so a stale pid file never blocks a restart;
+2. replace any stale socket and bind ``Paths.daemon_socket`` with mode 0600 (the
+   runtime directory is 0700), before anything listens on it;
+3. open the store (migrating it), then serve; the app's lifespan re-adopts the machines
+   a previous daemon left running.
+
+SIGTERM/SIGINT or ``POST /v1/daemon/shutdown`` end the daemon; VMs keep running and are
+adopted by the next one.  Logs go to ``Paths.daemon_log`` (and to a terminal on stderr).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import fcntl
+import logging
+import os
+import socket
+import sys
+from pathlib import Path
+from typing import IO
+
+import uvicorn
+
+from cargobay.daemon.app import DaemonState, create_app
+from cargobay.errors import CargoBayError
+from cargobay.paths import Paths
+
+__all__ = ["main", "serve"]
+
+log = logging.getLogger("cargobay.daemon")
+
+
+class AlreadyRunning(Exception):
+    def __init__(self, pid: str) -> None:
+        super().__init__(f"cargobayd is already running (pid {pid or 'unknown'})")
+
+
+def _lock_pidfile(path: Path) -> IO[str]:
+    """Open, lock and fill the pid file; the returned file keeps the lock while open."""
+    f = path.open("a+")
+    try:
+        fcntl.flock(f.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        f.seek(0)
+        pid = f.read().strip()
+        f.close()
+        raise AlreadyRunning(pid) from None
+    f.seek(0)
+    f.truncate()
+    f.write(f"{os.getpid()}\n")
+    f.flush()
+    return f
+
+
+def _bind_socket(path: Path) -> socket.socket:
+    path.unlink(missing_ok=True)
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    old_umask = os.umask(0o177)
+    try:
+        sock.bind(str(path))
+    except BaseException:
+        sock.close()
+        raise
+    finally:
+        os.umask(old_umask)
+    os.chmod(path, 0o600)
+    sock.listen(128)
+    sock.setblocking(False)
+    return sock
+
+
+def _configure_logging(paths: Paths, level: str) -> None:
+    paths.logs.mkdir(parents=True, exist_ok=True)
+    fmt = logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s")
+    handler: logging.Handler = logging.FileHandler(paths.daemon_log)
+    handler.setFormatter(fmt)
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    if sys.stderr.isatty():
+        console = logging.StreamHandler()
+        console.setFormatter(fmt)
+        root.addHandler(console)
+    root.setLevel(level.upper())
+    logging.getLogger("uvicorn.access").setLevel(logging.WARNING)
+
+
+def default_components(paths: Paths) -> tuple[object, object, object]:
+    """The real hypervisor factory, image store and agent connector."""
+    from cargobay import hypervisors
+    from cargobay.daemon.images import DaemonImages
+    from cargobay.guest.connector import AgentConnector
+
+    with contextlib.suppress(ImportError):
+        import cargobay.hypervisors.qemu  # noqa: F401  (registers "qemu")
+    return hypervisors.get, DaemonImages(paths), AgentConnector()
+
+
+async def serve(paths: Paths) -> None:
+    """Run the daemon until it is asked to stop."""
+    from cargobay.machines.service import MachineService
+    from cargobay.store import Store
+
+    paths.ensure()
+    os.chmod(paths.runtime, 0o700)
+    pidfile = _lock_pidfile(paths.daemon_pidfile)
+    sock: socket.socket | None = None
+    store: Store | None = None
+    try:
+        sock = _bind_socket(paths.daemon_socket)
+        store = Store.open(paths.db)
+        if store.upgraded_from is not None:
+            log.info(
+                "upgraded the store from schema %d to %d (backup: %s)",
+                store.upgraded_from,
+                store.schema_version,
+                store.backup_path,
+            )
+        hypervisor_factory, images, connector = default_components(paths)
+        service = MachineService(
+            paths,
+            store,
+            hypervisor_factory,  # type: ignore[arg-type]
+            images,  # type: ignore[arg-type]
+            connector,  # type: ignore[arg-type]
+        )
+        state = DaemonState(paths=paths, service=service, images=images)  # type: ignore[arg-type]
+        app = create_app(state)
+        config = uvicorn.Config(
+            app,
+            log_config=None,
+            lifespan="on",
+            timeout_graceful_shutdown=5,
+            timeout_keep_alive=30,
+        )
+        server = uvicorn.Server(config)
+
+        def request_shutdown() -> None:
+            log.info("shutdown requested through the API")
+            server.should_exit = True
+
+        state.request_shutdown = request_shutdown
+        log.info("cargobayd %d listening on %s", os.getpid(), paths.daemon_socket)
+        await server.serve(sockets=[sock])
+        if not server.started:
+            raise CargoBayError("cargobayd failed to start; see the log above")
+    finally:
+        if sock is not None:
+            sock.close()
+            with contextlib.suppress(FileNotFoundError):
+                paths.daemon_socket.unlink()
+        if store is not None:
+            store.close()
+        with contextlib.suppress(FileNotFoundError):
+            paths.daemon_pidfile.unlink()
+        pidfile.close()
+        log.info("cargobayd %d stopped", os.getpid())
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="cargobayd",
+        description="The CargoBay daemon: serves the API on a Unix socket "
+        "(CARGOBAY_HOME / XDG directories decide where).",
+    )
+    parser.add_argument(
+        "--log-level",
+        default=os.environ.get("CARGOBAY_LOG_LEVEL", "info"),
+        choices=["debug", "info", "warning", "error"],
+    )
+    args = parser.parse_args(argv)
+    paths = Paths.from_env()
+    try:
+        _configure_logging(paths, args.log_level)
+        asyncio.run(serve(paths))
+    except AlreadyRunning as err:
+        print(f"cargobayd: {err}", file=sys.stderr)
+        return 1
+    except (CargoBayError, OSError, ValueError) as err:
+        log.error("%s", err)
+        print(f"cargobayd: {err}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 0
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

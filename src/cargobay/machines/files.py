@@ -1,0 +1,95 @@
+"""A machine's files on the host: its data disk and its console log.
+
+The data disk is a sparse file formatted as ext4 with the label ``cbdata`` by ``mke2fs``
+on the file itself (no loop mount, no root needed); the guest's initramfs finds it by
+label and puts the overlay root's upper layer on it.  The file costs only what the guest
+writes: ``assume_storage_prezeroed`` (e2fsprogs 1.47) tells mke2fs that a fresh sparse
+file reads as zeros, so it neither writes the inode tables nor leaves the guest kernel
+to zero them in the background (slow under TCG).
+
+The console log is what the guest printed on its serial port; ``tail_lines`` reads the
+end of it without reading the whole file, for ``logs --tail`` and for error messages
+about a guest that never answered.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import shutil
+from pathlib import Path
+
+from cargobay.errors import HypervisorError
+
+__all__ = ["DATA_DISK_LABEL", "create_data_disk", "find_tool", "tail_lines"]
+
+DATA_DISK_LABEL = "cbdata"
+_MIB = 1024 * 1024
+
+
+def find_tool(name: str) -> str:
+    """``name`` on PATH or in the sbin directories (often not on a user's PATH)."""
+    path = shutil.which(name) or shutil.which(name, path="/usr/sbin:/sbin:/usr/local/sbin")
+    if path is None:
+        raise HypervisorError(f"{name} not found; install it (Debian: `apt-get install e2fsprogs`)")
+    return path
+
+
+async def create_data_disk(path: Path, size_mb: int) -> None:
+    """Create ``path`` as a sparse ext4 image of ``size_mb`` MiB labelled ``cbdata``.
+
+    Refuses to overwrite an existing file.  On failure the file is removed."""
+    mke2fs = find_tool("mke2fs")
+    with path.open("xb") as f:
+        f.truncate(size_mb * _MIB)
+    base = [mke2fs, "-t", "ext4", "-L", DATA_DISK_LABEL, "-q", "-F", "-m", "0"]
+    attempts = [
+        [*base, "-E", "assume_storage_prezeroed=1,nodiscard", str(path)],
+        [*base, "-E", "nodiscard", str(path)],  # e2fsprogs before 1.47
+    ]
+    try:
+        for n, argv in enumerate(attempts):
+            proc = await asyncio.create_subprocess_exec(
+                *argv,
+                stdin=asyncio.subprocess.DEVNULL,
+                stdout=asyncio.subprocess.PIPE,
+                stderr=asyncio.subprocess.STDOUT,
+            )
+            out, _ = await proc.communicate()
+            if proc.returncode == 0:
+                return
+            text = out.decode(errors="replace").strip()
+            if n == 0 and "assume_storage_prezeroed" in text:
+                continue
+            raise HypervisorError(
+                f"could not format the data disk {path}: mke2fs exited with "
+                f"{proc.returncode}: {text.splitlines()[-1] if text else 'no output'}"
+            )
+    except BaseException:
+        path.unlink(missing_ok=True)  # noqa: ASYNC240 - one unlink, no waiting
+        raise
+
+
+def tail_lines(path: Path, n: int, max_bytes: int = 4 * _MIB) -> list[str]:
+    """The last ``n`` lines of a text file (fewer if the file is shorter or missing).
+
+    Reads backwards in blocks, at most ``max_bytes``; undecodable bytes are replaced."""
+    if n <= 0:
+        return []
+    try:
+        f = path.open("rb")
+    except FileNotFoundError:
+        return []
+    with f:
+        end = f.seek(0, os.SEEK_END)
+        pos = end
+        data = b""
+        while pos > 0 and data.count(b"\n") <= n and end - pos < max_bytes:
+            step = min(64 * 1024, pos)
+            pos -= step
+            f.seek(pos)
+            data = f.read(step) + data
+    lines = data.decode(errors="replace").splitlines()
+    if pos > 0 and lines:
+        lines = lines[1:]  # the first line is cut
+    return lines[-n:]

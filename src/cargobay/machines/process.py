@@ -1,0 +1,71 @@
+"""Waiting for a VM process to end, whether or not it is our child.
+
+After a daemon restart the QEMU processes it adopts are no longer its children, so
+``waitpid`` cannot be used.  A pidfd (Linux 5.3+) becomes readable when the process
+exits (a zombie counts as exited), and works for any process we may signal; where pidfds
+are unavailable we poll ``/proc``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+from pathlib import Path
+
+__all__ = ["process_alive", "wait_process_exit"]
+
+
+def process_alive(pid: int) -> bool:
+    """True while ``pid`` exists and is not a zombie."""
+    if pid <= 0:
+        return False
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except (FileNotFoundError, ProcessLookupError):
+        return False
+    except OSError:
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return False
+        except PermissionError:
+            return True
+        return True
+    # "pid (comm) S ...": the state follows the last ')' (comm may contain ')').
+    state = stat.rpartition(")")[2].split()[:1]
+    return state != ["Z"] and state != ["X"]
+
+
+async def wait_process_exit(pid: int, poll_interval: float = 1.0) -> None:
+    """Return once process ``pid`` has exited (at once if it does not exist)."""
+    if not process_alive(pid):
+        return
+    try:
+        fd = os.pidfd_open(pid)
+    except ProcessLookupError:
+        return
+    except (OSError, AttributeError):
+        while process_alive(pid):  # noqa: ASYNC110 - nothing to wait on but time
+            await asyncio.sleep(poll_interval)
+        return
+    loop = asyncio.get_running_loop()
+    exited: asyncio.Future[None] = loop.create_future()
+
+    def readable() -> None:
+        if not exited.done():
+            exited.set_result(None)
+
+    try:
+        loop.add_reader(fd, readable)
+        try:
+            # The pidfd is the fast path; the poll guards against a missed wakeup.
+            while process_alive(pid):
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(asyncio.shield(exited), timeout=poll_interval * 5)
+                if exited.done():
+                    return
+        finally:
+            loop.remove_reader(fd)
+    finally:
+        os.close(fd)

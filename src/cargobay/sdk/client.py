@@ -1,0 +1,612 @@
+"""Python clients of the cargobayd API v1 (sync and asyncio), over its Unix socket.
+
+    with CargoBayClient() as bay:              # paths from CARGOBAY_HOME / XDG
+        bay.create_machine("box", memory="384MB")
+        result = bay.exec("box", ["uname", "-a"])
+        print(result.exit_code, result.stdout.decode())
+
+Methods map the endpoints one to one (docker-py's ``api`` layer) and return the JSON the
+daemon sent (dicts); streams are iterators of event dicts (NDJSON) or text chunks.  A
+daemon error is raised again as the ``CargoBayError`` subclass its code names, with the
+daemon's message; a daemon that does not answer on its socket is a ``DaemonError``
+saying how to start it.  Request building and error decoding are shared by both clients
+(``_Requests``); only the I/O differs.
+"""
+
+from __future__ import annotations
+
+import base64
+import codecs
+import json
+from collections.abc import AsyncIterator, Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from types import TracebackType
+from typing import Any, Self
+from urllib.parse import quote
+
+import httpx
+
+from cargobay.errors import ERROR_TYPES, CargoBayError, DaemonError
+from cargobay.paths import Paths
+
+__all__ = ["AsyncCargoBayClient", "CargoBayClient", "ExecResult", "raise_for_event"]
+
+DEFAULT_TIMEOUT = 30.0
+"""Seconds for an ordinary request; boots and stops get their own timeout plus this."""
+NOT_RUNNING = "cargobayd is not running; start it with `cargobay daemon start`"
+
+
+@dataclass(frozen=True, slots=True)
+class ExecResult:
+    exit_code: int | None
+    signal: int | None
+    timed_out: bool
+    duration: float
+    stdout: bytes
+    stderr: bytes
+    pid: int | None = None
+
+    @property
+    def ok(self) -> bool:
+        return self.exit_code == 0
+
+
+@dataclass(frozen=True, slots=True)
+class _Call:
+    method: str
+    url: str
+    json: dict[str, Any] | None = None
+    params: dict[str, Any] | None = None
+    timeout: float | None = DEFAULT_TIMEOUT
+    """Read timeout; None waits forever (streams)."""
+
+
+def _error_from(response: httpx.Response, body: bytes) -> CargoBayError:
+    try:
+        detail = json.loads(body)["error"]
+        code, message = str(detail["code"]), str(detail["message"])
+    except (ValueError, KeyError, TypeError):
+        text = body.decode(errors="replace").strip()[:300]
+        return CargoBayError(f"cargobayd answered HTTP {response.status_code}: {text}")
+    return ERROR_TYPES.get(code, CargoBayError)(message)
+
+
+def raise_for_event(event: Mapping[str, Any]) -> None:
+    """Raise the error an NDJSON ``{"type": "error"}`` event reports."""
+    if event.get("type") == "error":
+        code = str(event.get("code", "error"))
+        raise ERROR_TYPES.get(code, CargoBayError)(str(event.get("message", "unknown error")))
+
+
+def _transport_error(err: httpx.TransportError) -> DaemonError:
+    if isinstance(err, httpx.ConnectError):
+        return DaemonError(NOT_RUNNING)
+    if isinstance(err, httpx.TimeoutException):
+        return DaemonError(f"cargobayd did not answer in time ({err or type(err).__name__})")
+    return DaemonError(
+        f"lost the connection to cargobayd ({err or type(err).__name__}); "
+        "check `cargobay daemon status` and the daemon log"
+    )
+
+
+def _timeout(call: _Call) -> httpx.Timeout:
+    return httpx.Timeout(DEFAULT_TIMEOUT, read=call.timeout)
+
+
+def _socket_path(paths: Paths | None, socket_path: str | Path | None) -> str:
+    if socket_path is not None:
+        return str(socket_path)
+    return str((paths or Paths.from_env()).daemon_socket)
+
+
+class _Requests:
+    """The API as request descriptions (shared by the sync and async clients)."""
+
+    @staticmethod
+    def info() -> _Call:
+        return _Call("GET", "/v1/info", timeout=10.0)
+
+    @staticmethod
+    def list_machines() -> _Call:
+        return _Call("GET", "/v1/machines")
+
+    @staticmethod
+    def create_machine(
+        name: str,
+        image: str,
+        cpus: int,
+        memory: str | int,
+        disk: str | int,
+        ports: Sequence[str],
+        template: str | None,
+        start: bool,
+        boot_timeout: float,
+    ) -> _Call:
+        body = {
+            "name": name,
+            "image": image,
+            "cpus": cpus,
+            "memory": memory,
+            "disk": disk,
+            "ports": list(ports),
+            "template": template,
+            "start": start,
+            "boot_timeout": boot_timeout,
+        }
+        return _Call("POST", "/v1/machines", json=body, timeout=boot_timeout + DEFAULT_TIMEOUT)
+
+    @staticmethod
+    def get_machine(name: str) -> _Call:
+        return _Call("GET", f"/v1/machines/{_seg(name)}")
+
+    @staticmethod
+    def start(name: str, boot_timeout: float) -> _Call:
+        return _Call(
+            "POST",
+            f"/v1/machines/{_seg(name)}/start",
+            json={"boot_timeout": boot_timeout},
+            timeout=boot_timeout + DEFAULT_TIMEOUT,
+        )
+
+    @staticmethod
+    def stop(name: str, force: bool, timeout: float) -> _Call:
+        return _Call(
+            "POST",
+            f"/v1/machines/{_seg(name)}/stop",
+            json={"force": force, "timeout": timeout},
+            timeout=timeout + DEFAULT_TIMEOUT,
+        )
+
+    @staticmethod
+    def pause(name: str) -> _Call:
+        return _Call("POST", f"/v1/machines/{_seg(name)}/pause")
+
+    @staticmethod
+    def resume(name: str) -> _Call:
+        return _Call("POST", f"/v1/machines/{_seg(name)}/resume")
+
+    @staticmethod
+    def delete(name: str, force: bool) -> _Call:
+        return _Call(
+            "DELETE",
+            f"/v1/machines/{_seg(name)}",
+            params={"force": "true" if force else "false"},
+            timeout=60.0 + DEFAULT_TIMEOUT,
+        )
+
+    @staticmethod
+    def exec(
+        name: str,
+        argv: Sequence[str],
+        env: Mapping[str, str] | None,
+        cwd: str | None,
+        stdin: bytes | None,
+        tty: bool,
+        timeout: float | None,
+    ) -> _Call:
+        body = {
+            "argv": list(argv),
+            "env": dict(env or {}),
+            "cwd": cwd,
+            "stdin_b64": base64.b64encode(stdin).decode() if stdin is not None else None,
+            "tty": tty,
+            "timeout": timeout,
+        }
+        return _Call("POST", f"/v1/machines/{_seg(name)}/exec", json=body, timeout=None)
+
+    @staticmethod
+    def logs(name: str, tail: int | None, follow: bool) -> _Call:
+        params: dict[str, Any] = {"follow": "true" if follow else "false"}
+        if tail is not None:
+            params["tail"] = tail
+        return _Call("GET", f"/v1/machines/{_seg(name)}/logs", params=params, timeout=None)
+
+    @staticmethod
+    def list_images() -> _Call:
+        return _Call("GET", "/v1/images")
+
+    @staticmethod
+    def build_image(name: str, force: bool) -> _Call:
+        return _Call("POST", "/v1/images/build", json={"name": name, "force": force}, timeout=None)
+
+    @staticmethod
+    def delete_image(name: str) -> _Call:
+        return _Call("DELETE", f"/v1/images/{_seg(name)}")
+
+    @staticmethod
+    def shutdown_daemon() -> _Call:
+        return _Call("POST", "/v1/daemon/shutdown")
+
+
+def _result(events: list[dict[str, Any]]) -> ExecResult:
+    out, err = bytearray(), bytearray()
+    pid: int | None = None
+    exit_event: dict[str, Any] | None = None
+    for event in events:
+        kind = event.get("type")
+        if kind == "stdout":
+            out += base64.b64decode(event.get("data_b64") or "")
+        elif kind == "stderr":
+            err += base64.b64decode(event.get("data_b64") or "")
+        elif kind == "started":
+            pid = event.get("pid")
+        elif kind == "exit":
+            exit_event = event
+    if exit_event is None:
+        raise DaemonError("the exec stream ended without an exit event; see the daemon log")
+    return ExecResult(
+        exit_code=exit_event.get("exit_code"),
+        signal=exit_event.get("signal"),
+        timed_out=bool(exit_event.get("timed_out")),
+        duration=float(exit_event.get("duration") or 0.0),
+        stdout=bytes(out),
+        stderr=bytes(err),
+        pid=pid,
+    )
+
+
+class CargoBayClient:
+    """Blocking client (httpx over the daemon's Unix socket)."""
+
+    def __init__(
+        self,
+        paths: Paths | None = None,
+        socket_path: str | Path | None = None,
+        *,
+        timeout: float = DEFAULT_TIMEOUT,
+    ) -> None:
+        self.socket_path = _socket_path(paths, socket_path)
+        self._http = httpx.Client(
+            transport=httpx.HTTPTransport(uds=self.socket_path),
+            base_url="http://cargobayd",
+            timeout=timeout,
+        )
+
+    def close(self) -> None:
+        self._http.close()
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    def _request(self, call: _Call) -> Any:
+        try:
+            response = self._http.request(
+                call.method, call.url, json=call.json, params=call.params, timeout=_timeout(call)
+            )
+        except httpx.TransportError as err:
+            raise _transport_error(err) from err
+        if response.status_code >= 400:
+            raise _error_from(response, response.content)
+        if response.status_code == 204 or not response.content:
+            return None
+        return response.json()
+
+    def _stream(self, call: _Call) -> Iterator[bytes]:
+        try:
+            with self._http.stream(
+                call.method, call.url, json=call.json, params=call.params, timeout=_timeout(call)
+            ) as response:
+                if response.status_code >= 400:
+                    raise _error_from(response, response.read())
+                yield from response.iter_raw()
+        except httpx.TransportError as err:
+            raise _transport_error(err) from err
+
+    def _events(self, call: _Call) -> Iterator[dict[str, Any]]:
+        buffer = b""
+        for chunk in self._stream(call):
+            buffer += chunk
+            *lines, buffer = buffer.split(b"\n")
+            for line in lines:
+                if line.strip():
+                    event = json.loads(line)
+                    raise_for_event(event)
+                    yield event
+        if buffer.strip():
+            event = json.loads(buffer)
+            raise_for_event(event)
+            yield event
+
+    # -- endpoints ------------------------------------------------------------------------
+
+    def info(self) -> dict[str, Any]:
+        result: dict[str, Any] = self._request(_Requests.info())
+        return result
+
+    def list_machines(self) -> list[dict[str, Any]]:
+        result: list[dict[str, Any]] = self._request(_Requests.list_machines())
+        return result
+
+    def create_machine(
+        self,
+        name: str,
+        *,
+        image: str = "default",
+        cpus: int = 1,
+        memory: str | int = "512MB",
+        disk: str | int = "2GB",
+        ports: Sequence[str] = (),
+        template: str | None = None,
+        start: bool = True,
+        boot_timeout: float = 120.0,
+    ) -> dict[str, Any]:
+        call = _Requests.create_machine(
+            name, image, cpus, memory, disk, ports, template, start, boot_timeout
+        )
+        result: dict[str, Any] = self._request(call)
+        return result
+
+    def get_machine(self, name: str) -> dict[str, Any]:
+        result: dict[str, Any] = self._request(_Requests.get_machine(name))
+        return result
+
+    def start(self, name: str, *, boot_timeout: float = 120.0) -> dict[str, Any]:
+        result: dict[str, Any] = self._request(_Requests.start(name, boot_timeout))
+        return result
+
+    def stop(self, name: str, *, force: bool = False, timeout: float = 10.0) -> dict[str, Any]:
+        result: dict[str, Any] = self._request(_Requests.stop(name, force, timeout))
+        return result
+
+    def pause(self, name: str) -> dict[str, Any]:
+        result: dict[str, Any] = self._request(_Requests.pause(name))
+        return result
+
+    def resume(self, name: str) -> dict[str, Any]:
+        result: dict[str, Any] = self._request(_Requests.resume(name))
+        return result
+
+    def delete(self, name: str, *, force: bool = False) -> None:
+        self._request(_Requests.delete(name, force))
+
+    def exec_stream(
+        self,
+        name: str,
+        argv: Sequence[str],
+        *,
+        env: Mapping[str, str] | None = None,
+        cwd: str | None = None,
+        stdin: bytes | None = None,
+        tty: bool = False,
+        timeout: float | None = None,
+    ) -> Iterator[dict[str, Any]]:
+        """Events as they come: started, stdout/stderr (``data_b64``), exit."""
+        return self._events(_Requests.exec(name, argv, env, cwd, stdin, tty, timeout))
+
+    def exec(
+        self,
+        name: str,
+        argv: Sequence[str],
+        *,
+        env: Mapping[str, str] | None = None,
+        cwd: str | None = None,
+        stdin: bytes | None = None,
+        tty: bool = False,
+        timeout: float | None = None,
+    ) -> ExecResult:
+        """Run a command to completion; its output and exit status."""
+        events = self.exec_stream(
+            name, argv, env=env, cwd=cwd, stdin=stdin, tty=tty, timeout=timeout
+        )
+        return _result(list(events))
+
+    def logs(self, name: str, *, tail: int | None = None, follow: bool = False) -> Iterator[str]:
+        decoder = _utf8_decoder()
+        for chunk in self._stream(_Requests.logs(name, tail, follow)):
+            if text := decoder.decode(chunk):
+                yield text
+        if rest := decoder.decode(b"", final=True):
+            yield rest
+
+    def list_images(self) -> list[dict[str, Any]]:
+        result: list[dict[str, Any]] = self._request(_Requests.list_images())
+        return result
+
+    def build_image(
+        self, name: str = "default", *, force: bool = False
+    ) -> Iterator[dict[str, Any]]:
+        return self._events(_Requests.build_image(name, force))
+
+    def delete_image(self, name: str) -> None:
+        self._request(_Requests.delete_image(name))
+
+    def shutdown_daemon(self) -> None:
+        self._request(_Requests.shutdown_daemon())
+
+
+class AsyncCargoBayClient:
+    """asyncio client (httpx.AsyncClient over the daemon's Unix socket)."""
+
+    def __init__(
+        self,
+        paths: Paths | None = None,
+        socket_path: str | Path | None = None,
+        *,
+        timeout: float = DEFAULT_TIMEOUT,
+    ) -> None:
+        self.socket_path = _socket_path(paths, socket_path)
+        self._http = httpx.AsyncClient(
+            transport=httpx.AsyncHTTPTransport(uds=self.socket_path),
+            base_url="http://cargobayd",
+            timeout=timeout,
+        )
+
+    async def close(self) -> None:
+        await self._http.aclose()
+
+    async def __aenter__(self) -> Self:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.close()
+
+    async def _request(self, call: _Call) -> Any:
+        try:
+            response = await self._http.request(
+                call.method, call.url, json=call.json, params=call.params, timeout=_timeout(call)
+            )
+        except httpx.TransportError as err:
+            raise _transport_error(err) from err
+        if response.status_code >= 400:
+            raise _error_from(response, response.content)
+        if response.status_code == 204 or not response.content:
+            return None
+        return response.json()
+
+    async def _stream(self, call: _Call) -> AsyncIterator[bytes]:
+        try:
+            async with self._http.stream(
+                call.method, call.url, json=call.json, params=call.params, timeout=_timeout(call)
+            ) as response:
+                if response.status_code >= 400:
+                    raise _error_from(response, await response.aread())
+                async for chunk in response.aiter_raw():
+                    yield chunk
+        except httpx.TransportError as err:
+            raise _transport_error(err) from err
+
+    async def _events(self, call: _Call) -> AsyncIterator[dict[str, Any]]:
+        buffer = b""
+        async for chunk in self._stream(call):
+            buffer += chunk
+            *lines, buffer = buffer.split(b"\n")
+            for line in lines:
+                if line.strip():
+                    event = json.loads(line)
+                    raise_for_event(event)
+                    yield event
+        if buffer.strip():
+            event = json.loads(buffer)
+            raise_for_event(event)
+            yield event
+
+    # -- endpoints ------------------------------------------------------------------------
+
+    async def info(self) -> dict[str, Any]:
+        result: dict[str, Any] = await self._request(_Requests.info())
+        return result
+
+    async def list_machines(self) -> list[dict[str, Any]]:
+        result: list[dict[str, Any]] = await self._request(_Requests.list_machines())
+        return result
+
+    async def create_machine(
+        self,
+        name: str,
+        *,
+        image: str = "default",
+        cpus: int = 1,
+        memory: str | int = "512MB",
+        disk: str | int = "2GB",
+        ports: Sequence[str] = (),
+        template: str | None = None,
+        start: bool = True,
+        boot_timeout: float = 120.0,
+    ) -> dict[str, Any]:
+        call = _Requests.create_machine(
+            name, image, cpus, memory, disk, ports, template, start, boot_timeout
+        )
+        result: dict[str, Any] = await self._request(call)
+        return result
+
+    async def get_machine(self, name: str) -> dict[str, Any]:
+        result: dict[str, Any] = await self._request(_Requests.get_machine(name))
+        return result
+
+    async def start(self, name: str, *, boot_timeout: float = 120.0) -> dict[str, Any]:
+        result: dict[str, Any] = await self._request(_Requests.start(name, boot_timeout))
+        return result
+
+    async def stop(
+        self, name: str, *, force: bool = False, timeout: float = 10.0
+    ) -> dict[str, Any]:
+        result: dict[str, Any] = await self._request(_Requests.stop(name, force, timeout))
+        return result
+
+    async def pause(self, name: str) -> dict[str, Any]:
+        result: dict[str, Any] = await self._request(_Requests.pause(name))
+        return result
+
+    async def resume(self, name: str) -> dict[str, Any]:
+        result: dict[str, Any] = await self._request(_Requests.resume(name))
+        return result
+
+    async def delete(self, name: str, *, force: bool = False) -> None:
+        await self._request(_Requests.delete(name, force))
+
+    def exec_stream(
+        self,
+        name: str,
+        argv: Sequence[str],
+        *,
+        env: Mapping[str, str] | None = None,
+        cwd: str | None = None,
+        stdin: bytes | None = None,
+        tty: bool = False,
+        timeout: float | None = None,
+    ) -> AsyncIterator[dict[str, Any]]:
+        return self._events(_Requests.exec(name, argv, env, cwd, stdin, tty, timeout))
+
+    async def exec(
+        self,
+        name: str,
+        argv: Sequence[str],
+        *,
+        env: Mapping[str, str] | None = None,
+        cwd: str | None = None,
+        stdin: bytes | None = None,
+        tty: bool = False,
+        timeout: float | None = None,
+    ) -> ExecResult:
+        stream = self.exec_stream(
+            name, argv, env=env, cwd=cwd, stdin=stdin, tty=tty, timeout=timeout
+        )
+        return _result([event async for event in stream])
+
+    async def logs(
+        self, name: str, *, tail: int | None = None, follow: bool = False
+    ) -> AsyncIterator[str]:
+        decoder = _utf8_decoder()
+        async for chunk in self._stream(_Requests.logs(name, tail, follow)):
+            if text := decoder.decode(chunk):
+                yield text
+        if rest := decoder.decode(b"", final=True):
+            yield rest
+
+    async def list_images(self) -> list[dict[str, Any]]:
+        result: list[dict[str, Any]] = await self._request(_Requests.list_images())
+        return result
+
+    def build_image(
+        self, name: str = "default", *, force: bool = False
+    ) -> AsyncIterator[dict[str, Any]]:
+        return self._events(_Requests.build_image(name, force))
+
+    async def delete_image(self, name: str) -> None:
+        await self._request(_Requests.delete_image(name))
+
+    async def shutdown_daemon(self) -> None:
+        await self._request(_Requests.shutdown_daemon())
+
+
+def _utf8_decoder() -> codecs.IncrementalDecoder:
+    return codecs.getincrementaldecoder("utf-8")(errors="replace")
+
+
+def _seg(name: str) -> str:
+    """A name as one URL path segment."""
+    return quote(name, safe="")

@@ -1,0 +1,111 @@
+"""Starting cargobayd when it is not running: ``ensure_daemon``.
+
+The daemon is started detached: a new session (so it survives the terminal and the
+caller's process group), stdin from /dev/null, stdout and stderr appended to the daemon
+log.  The directories it uses reach it through the environment (``CARGOBAY_HOME`` or the
+XDG variables, ``CARGOBAY_IMAGES``), derived from the ``Paths`` given, so the daemon
+serves exactly the socket the caller will connect to.
+
+Two callers racing to start it are fine: the daemon's pid-file lock lets one win, the
+other exits at once, and both callers see the winner answer.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from cargobay.errors import DaemonError
+from cargobay.paths import Paths
+from cargobay.sdk.client import CargoBayClient
+
+__all__ = ["daemon_environment", "ensure_daemon"]
+
+
+def daemon_environment(paths: Paths, base: dict[str, str] | None = None) -> dict[str, str]:
+    """An environment in which ``Paths.from_env()`` gives ``paths``."""
+    env = dict(os.environ if base is None else base)
+    if Paths.from_env(env) == paths:
+        return env
+    for var in ("CARGOBAY_HOME", "CARGOBAY_IMAGES"):
+        env.pop(var, None)
+    if paths.images_override is not None:
+        env["CARGOBAY_IMAGES"] = str(paths.images_override)
+    home = paths.data.parent
+    if paths.state.parent == home and paths.cache.parent == home and paths.runtime.parent == home:
+        env["CARGOBAY_HOME"] = str(home)
+    else:
+        for var, path in (
+            ("XDG_DATA_HOME", paths.data),
+            ("XDG_STATE_HOME", paths.state),
+            ("XDG_CACHE_HOME", paths.cache),
+            ("XDG_RUNTIME_DIR", paths.runtime),
+        ):
+            if path.name == "cargobay":
+                env[var] = str(path.parent)
+    if Paths.from_env(env) != paths:
+        raise DaemonError(
+            f"cannot start cargobayd for these directories ({paths}); "
+            "set CARGOBAY_HOME or the XDG variables instead"
+        )
+    return env
+
+
+def _log_tail(path: Path, lines: int = 5) -> str:
+    try:
+        text = path.read_text(errors="replace")
+    except OSError:
+        return ""
+    tail = [line for line in text.splitlines() if line.strip()][-lines:]
+    return ("; the daemon log ends with:\n" + "\n".join(tail)) if tail else ""
+
+
+def ensure_daemon(paths: Paths | None = None, timeout: float = 30.0) -> dict[str, Any]:
+    """Make sure cargobayd answers on ``paths.daemon_socket``; start it if needed.
+
+    Returns the daemon's ``/v1/info``.  Raises ``DaemonError`` (with the end of the
+    daemon log) when it does not answer within ``timeout`` seconds or exits at once."""
+    paths = paths or Paths.from_env()
+    with CargoBayClient(paths=paths) as client:
+        try:
+            return client.info()
+        except DaemonError:
+            pass
+        env = daemon_environment(paths)
+        paths.ensure()
+        with paths.daemon_log.open("ab") as log:
+            proc = subprocess.Popen(
+                [sys.executable, "-m", "cargobay.daemon.server"],
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=log,
+                env=env,
+                start_new_session=True,
+                close_fds=True,
+            )
+        deadline = time.monotonic() + timeout
+        exited_at: float | None = None
+        while True:
+            try:
+                return client.info()
+            except DaemonError:
+                pass
+            now = time.monotonic()
+            if exited_at is None and proc.poll() is not None:
+                # Lost a race to another daemon (it answers soon) or failed to start.
+                exited_at = now
+            if exited_at is not None and now - exited_at > 2.0:
+                raise DaemonError(
+                    f"cargobayd exited at once with status {proc.returncode}"
+                    + _log_tail(paths.daemon_log)
+                )
+            if now > deadline:
+                raise DaemonError(
+                    f"cargobayd did not answer on {paths.daemon_socket} within {timeout:g} s"
+                    + _log_tail(paths.daemon_log)
+                )
+            time.sleep(0.05)

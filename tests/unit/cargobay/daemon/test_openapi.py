@@ -1,0 +1,43 @@
+"""The checked-in OpenAPI document must match the app's."""
+
+from __future__ import annotations
+
+import json
+
+from cargobay.daemon.openapi import DEFAULT_OUTPUT, REGENERATE, render
+
+
+def test_checked_in_openapi_document_is_current() -> None:
+    assert DEFAULT_OUTPUT.is_file(), f"{DEFAULT_OUTPUT} is missing; generate it with `{REGENERATE}`"
+    checked_in = json.loads(DEFAULT_OUTPUT.read_text())
+    current = json.loads(render())
+    assert checked_in == current, (
+        f"{DEFAULT_OUTPUT} differs from the daemon's API; regenerate it with `{REGENERATE}` "
+        "and commit it"
+    )
+
+
+def test_document_covers_the_api() -> None:
+    doc = json.loads(render())
+    expected = {
+        ("get", "/v1/info"),
+        ("get", "/v1/machines"),
+        ("post", "/v1/machines"),
+        ("get", "/v1/machines/{name}"),
+        ("delete", "/v1/machines/{name}"),
+        ("post", "/v1/machines/{name}/start"),
+        ("post", "/v1/machines/{name}/stop"),
+        ("post", "/v1/machines/{name}/pause"),
+        ("post", "/v1/machines/{name}/resume"),
+        ("post", "/v1/machines/{name}/exec"),
+        ("get", "/v1/machines/{name}/logs"),
+        ("get", "/v1/images"),
+        ("post", "/v1/images/build"),
+        ("delete", "/v1/images/{name}"),
+        ("post", "/v1/daemon/shutdown"),
+    }
+    actual = {(m, p) for p, ops in doc["paths"].items() for m in ops}
+    assert actual == expected
+    assert doc["paths"]["/v1/machines"]["post"]["responses"]["400"]["content"]["application/json"][
+        "schema"
+    ] == {"$ref": "#/components/schemas/ErrorBody"}
