@@ -50,6 +50,10 @@ class ImageManifest(BaseModel):
     initrd: ImageFile | None
     rootfs: ImageFile
     agent_version: str
+    python_version: str = ""
+    """The guest's python3 (``3.11.2``)."""
+    initramfs_modules: list[str] = Field(default_factory=list)
+    """Kernel modules the initramfs loads, in load order."""
     built_at: datetime
     build_seconds: float
     recipe_hash: str
