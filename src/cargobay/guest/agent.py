@@ -1,0 +1,346 @@
+"""The CargoBay guest agent: ``python3 -m cargobay.guest.agent [--listen ADDRESS]``.
+
+Runs inside the VM (usually as PID 1, exec'd by ``/sbin/cargobay-init``) and imports
+only the standard library, virga and ``cargobay.guest``'s agent modules; no third-party
+packages, and few modules, because Python starts slowly under TCG.
+
+It finds the virtio-serial port named ``cargobay.agent`` (``/sys/class/virtio-ports/
+vport*/name`` -> ``/dev/vportNpM``, waiting for it to appear) and listens there, or on
+any virga address given with ``--listen`` (tests use ``unix:`` sockets and ptys).  Each
+host connection: the sync preamble (``channel.agent_sync``), then a yamux server
+session; every stream the host opens is one request, served concurrently.  A host that
+disconnects, or sends bytes that break yamux, ends its session only: the agent goes
+back to waiting for a sync request, as often as hosts come and go (the daemon restarts
+and re-adopts running VMs).  A bad request is answered with an ERROR frame; nothing a
+host sends stops the agent.
+
+As PID 1 it never exits: a failure restarts the serving loop, and ``shutdown`` ends
+with a power-off (or reboot) of the guest.  Otherwise ``shutdown``, SIGTERM or SIGINT
+end the agent, killing the process groups of the execs still running.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import json
+import logging
+import os
+import signal
+import sys
+import time
+from typing import Final
+
+from cargobay.guest.agent_exec import ExecService, set_child_subreaper
+from cargobay.guest.agent_files import file_list, file_read, file_stat, file_write
+from cargobay.guest.channel import agent_sync, read_frame, write_frame
+from cargobay.guest.protocol import (
+    AGENT_PORT_NAME,
+    AGENT_VERSION,
+    PROTOCOL_VERSION,
+    ExecRequest,
+    FileListRequest,
+    FileReadRequest,
+    FileStatRequest,
+    FileWriteRequest,
+    InfoRequest,
+    Kind,
+    Request,
+    RequestError,
+    ShutdownRequest,
+    error_from_oserror,
+    parse_request,
+)
+from virga.connection import listen
+from virga.connection.base import Connection, Listener
+from virga.errors import VirgaError
+from virga.yamux import Session, Stream, YamuxConfig
+
+__all__ = ["Agent", "find_port_device", "main", "power_off"]
+
+log = logging.getLogger("cargobay.agent")
+
+VIRTIO_PORTS: Final = "/sys/class/virtio-ports"
+REQUEST_TIMEOUT: Final = 60.0
+"""Seconds a host may take to send a stream's REQUEST frame after opening it."""
+_RB_AUTOBOOT: Final = 0x01234567
+_RB_POWER_OFF: Final = 0x4321FEDC
+
+
+def find_port_device(name: str = AGENT_PORT_NAME, root: str = VIRTIO_PORTS) -> str | None:
+    """``/dev/vportNpM`` of the virtio-serial port called ``name``, once it exists."""
+    try:
+        entries = sorted(os.listdir(root))
+    except OSError:
+        return None
+    for entry in entries:
+        try:
+            with open(os.path.join(root, entry, "name"), encoding="utf-8") as f:
+                if f.read().strip() == name:
+                    device = f"/dev/{entry}"
+                    return device if os.path.exists(device) else None
+        except OSError:
+            continue
+    return None
+
+
+async def wait_for_port(name: str = AGENT_PORT_NAME) -> str:
+    """The ``serial:`` address of the port, waiting (forever) for it and its device."""
+    started = time.monotonic()
+    next_log = started
+    while True:
+        device = find_port_device(name)
+        if device is not None:
+            return f"serial:{device}"
+        now = time.monotonic()
+        if now >= next_log:
+            log.info(
+                "waiting for the virtio-serial port %s (%s/*/name; is virtio_console loaded?)",
+                name,
+                VIRTIO_PORTS,
+            )
+            next_log = now + 10.0
+        await asyncio.sleep(0.05)
+
+
+def _uptime() -> float:
+    try:
+        with open("/proc/uptime", encoding="ascii") as f:
+            return float(f.read().split()[0])
+    except (OSError, ValueError, IndexError):
+        return 0.0
+
+
+class Agent:
+    """Serves host connections on one address until ``shutdown`` (or a signal)."""
+
+    def __init__(self, address: str | None, *, is_init: bool | None = None) -> None:
+        self.address = address
+        self.is_init = os.getpid() == 1 if is_init is None else is_init
+        self.shutdown_request: ShutdownRequest | None = None
+        self.exec = ExecService()
+        self._stop = asyncio.Event()
+        self._connections: set[asyncio.Task[None]] = set()
+        self._yamux = YamuxConfig()
+
+    async def run(self) -> ShutdownRequest | None:
+        """Serve until stopped; returns the shutdown request, if that is what stopped it."""
+        loop = asyncio.get_running_loop()
+        self.exec.start(loop)
+        if not self.is_init:
+            if not set_child_subreaper():
+                log.warning("cannot become a child subreaper: orphans are not reaped here")
+            for sig in (signal.SIGTERM, signal.SIGINT):
+                loop.add_signal_handler(sig, self._stop.set)
+        try:
+            address = self.address or await wait_for_port()
+            listener = await self._listen(address)
+            log.info(
+                "agent %s (protocol %d) listening on %s", AGENT_VERSION, PROTOCOL_VERSION, address
+            )
+            accepting = loop.create_task(self._accept_loop(listener))
+            try:
+                await self._stop.wait()
+            finally:
+                accepting.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await accepting
+                await listener.close()
+                for task in list(self._connections):
+                    task.cancel()
+                await asyncio.gather(*self._connections, return_exceptions=True)
+        finally:
+            self.exec.stop(loop)
+            if not self.is_init:
+                for sig in (signal.SIGTERM, signal.SIGINT):
+                    loop.remove_signal_handler(sig)
+        return self.shutdown_request
+
+    async def _listen(self, address: str) -> Listener:
+        while True:
+            try:
+                return await listen(address)
+            except VirgaError as err:
+                if not self.is_init:
+                    raise
+                log.error("cannot listen on %s: %s; retrying", address, err)
+                await asyncio.sleep(1.0)
+
+    async def _accept_loop(self, listener: Listener) -> None:
+        while True:
+            try:
+                conn = await listener.accept()
+            except VirgaError as err:
+                # A serial device can fail to reopen for a while; never spin, never stop.
+                log.warning("accepting on %s failed: %s", listener.description, err)
+                await asyncio.sleep(1.0)
+                continue
+            task = asyncio.get_running_loop().create_task(self._connection(conn))
+            self._connections.add(task)
+            task.add_done_callback(self._connections.discard)
+
+    async def _connection(self, conn: Connection) -> None:
+        session: Session | None = None
+        requests: set[asyncio.Task[None]] = set()
+        try:
+            synced, _ = await agent_sync(conn)
+            log.info("host connected on %s", conn.description)
+            session = Session.server(synced, self._yamux)
+            while True:
+                stream = await session.accept_stream()
+                task = asyncio.get_running_loop().create_task(self._request(stream))
+                requests.add(task)
+                task.add_done_callback(requests.discard)
+        except VirgaError as err:
+            log.info("host disconnected from %s (%s)", conn.description, err)
+        except Exception:
+            log.exception("connection %s failed", conn.description)
+        finally:
+            for task in list(requests):
+                task.cancel()
+            await asyncio.gather(*requests, return_exceptions=True)
+            with contextlib.suppress(VirgaError, OSError):
+                if session is not None:
+                    await session.close()
+                else:
+                    await conn.close()
+
+    async def _request(self, stream: Stream) -> None:
+        try:
+            stream.set_read_deadline(REQUEST_TIMEOUT)
+            frame = await read_frame(stream)
+            stream.set_read_deadline(None)
+            if frame is None:
+                return
+            kind, payload = frame
+            if kind != Kind.REQUEST:
+                raise RequestError("protocol", f"the first frame must be a REQUEST, not {kind!r}")
+            await self._dispatch(stream, parse_request(payload))
+        except RequestError as err:
+            await self._error(stream, err)
+        except VirgaError as err:
+            log.debug("stream %d: %s", stream.stream_id, err)
+        except OSError as err:
+            await self._error(stream, error_from_oserror(err, "the request failed"))
+        except Exception as err:
+            log.exception("internal error serving stream %d", stream.stream_id)
+            await self._error(stream, RequestError("internal", f"{type(err).__name__}: {err}"))
+        finally:
+            with contextlib.suppress(VirgaError):
+                await stream.close()
+
+    async def _error(self, stream: Stream, err: RequestError) -> None:
+        log.info("request failed (%s): %s", err.kind, err.message)
+        with contextlib.suppress(VirgaError):
+            await write_frame(stream, Kind.ERROR, json.dumps(err.payload()).encode())
+
+    async def _dispatch(self, stream: Stream, req: Request) -> None:
+        if isinstance(req, ExecRequest):
+            await self.exec.run(stream, req)
+        elif isinstance(req, FileReadRequest):
+            await file_read(stream, req)
+        elif isinstance(req, FileWriteRequest):
+            await file_write(stream, req)
+        elif isinstance(req, FileStatRequest):
+            await file_stat(stream, req)
+        elif isinstance(req, FileListRequest):
+            await file_list(stream, req)
+        elif isinstance(req, InfoRequest):
+            await self._info(stream, req)
+        elif isinstance(req, ShutdownRequest):
+            await self._shutdown(stream, req)
+
+    async def _info(self, stream: Stream, req: InfoRequest) -> None:
+        uname = os.uname()
+        result = {
+            "protocol": PROTOCOL_VERSION,
+            "agent_version": AGENT_VERSION,
+            "hostname": uname.nodename,
+            "kernel": uname.release,
+            "uptime": _uptime(),
+            "pid": os.getpid(),
+            "python": sys.version.split()[0],
+        }
+        await write_frame(stream, Kind.RESULT, json.dumps(result).encode())
+
+    async def _shutdown(self, stream: Stream, req: ShutdownRequest) -> None:
+        log.info("%s requested by %s", "reboot" if req.reboot else "shutdown", "the host")
+        await write_frame(stream, Kind.RESULT, b"{}")
+        await stream.close()
+        self.shutdown_request = req
+        self._stop.set()  # closing the sessions flushes the answer out
+
+
+def power_off(reboot: bool) -> None:
+    """As PID 1: stop every process, sync, and power off (or reboot) the guest."""
+    with contextlib.suppress(OSError):
+        os.kill(-1, signal.SIGTERM)
+    deadline = time.monotonic() + 2.0
+    while time.monotonic() < deadline:
+        with contextlib.suppress(ChildProcessError):
+            while os.waitpid(-1, os.WNOHANG)[0] > 0:
+                pass
+        try:
+            os.kill(-1, 0)
+        except ProcessLookupError:
+            break  # nothing left to signal
+        except OSError:
+            pass
+        time.sleep(0.05)
+    with contextlib.suppress(OSError):
+        os.kill(-1, signal.SIGKILL)
+    os.sync()
+    log.info("%s now", "rebooting" if reboot else "powering off")
+    try:
+        import ctypes
+
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.reboot(_RB_AUTOBOOT if reboot else _RB_POWER_OFF)
+        log.error("reboot(2) failed: %s", os.strerror(ctypes.get_errno()))
+    except (OSError, AttributeError) as err:
+        log.error("reboot(2) unavailable: %s", err)
+    with open("/proc/sysrq-trigger", "w", encoding="ascii") as f:
+        f.write("b" if reboot else "o")
+
+
+def _parse_args(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        prog="python3 -m cargobay.guest.agent", description="The CargoBay guest agent."
+    )
+    parser.add_argument(
+        "--listen",
+        metavar="ADDRESS",
+        help=f"a virga address (default: the virtio-serial port named {AGENT_PORT_NAME})",
+    )
+    parser.add_argument("--debug", action="store_true", help="log at DEBUG level")
+    return parser.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parse_args(argv)
+    logging.basicConfig(
+        stream=sys.stderr,
+        level=logging.DEBUG if args.debug else logging.INFO,
+        format="cargobay-agent: %(levelname)s %(message)s",
+    )
+    if os.getpid() != 1:
+        asyncio.run(Agent(args.listen).run())
+        return 0
+    while True:  # PID 1 must never exit: the kernel would panic
+        try:
+            request = asyncio.run(Agent(args.listen, is_init=True).run())
+        except Exception:
+            log.exception("the agent failed; restarting it")
+            time.sleep(1.0)
+            continue
+        if request is not None:
+            try:
+                power_off(request.reboot)
+            except Exception:
+                log.exception("power off failed")
+            time.sleep(1.0)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
