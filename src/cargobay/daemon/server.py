@@ -23,17 +23,22 @@ import argparse
 import asyncio
 import contextlib
 import fcntl
+import importlib
 import logging
 import os
 import socket
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import IO
 
 import uvicorn
 
 from cargobay.daemon.app import DaemonState, create_app
+from cargobay.daemon.images import DaemonImages
 from cargobay.errors import CargoBayError
+from cargobay.hypervisors.base import Hypervisor
+from cargobay.machines.agent import AgentConnector
 from cargobay.paths import Paths
 
 __all__ = ["main", "serve"]
@@ -95,15 +100,16 @@ def _configure_logging(paths: Paths, level: str) -> None:
     logging.getLogger("uvicorn.access").setLevel(logging.WARNING)
 
 
-def default_components(paths: Paths) -> tuple[object, object, object]:
+def default_components(
+    paths: Paths,
+) -> tuple[Callable[[str], Hypervisor], DaemonImages, AgentConnector]:
     """The real hypervisor factory, image store and agent connector."""
     from cargobay import hypervisors
-    from cargobay.daemon.images import DaemonImages
-    from cargobay.guest.connector import AgentConnector
+    from cargobay.machines.agent import GuestAgentConnector
 
     with contextlib.suppress(ImportError):
-        import cargobay.hypervisors.qemu  # noqa: F401  (registers "qemu")
-    return hypervisors.get, DaemonImages(paths), AgentConnector()
+        importlib.import_module("cargobay.hypervisors.qemu")  # registers "qemu"
+    return hypervisors.get, DaemonImages(paths), GuestAgentConnector()
 
 
 async def serve(paths: Paths) -> None:
@@ -127,14 +133,8 @@ async def serve(paths: Paths) -> None:
                 store.backup_path,
             )
         hypervisor_factory, images, connector = default_components(paths)
-        service = MachineService(
-            paths,
-            store,
-            hypervisor_factory,  # type: ignore[arg-type]
-            images,  # type: ignore[arg-type]
-            connector,  # type: ignore[arg-type]
-        )
-        state = DaemonState(paths=paths, service=service, images=images)  # type: ignore[arg-type]
+        service = MachineService(paths, store, hypervisor_factory, images, connector)
+        state = DaemonState(paths=paths, service=service, images=images)
         app = create_app(state)
         config = uvicorn.Config(
             app,

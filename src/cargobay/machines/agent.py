@@ -15,7 +15,8 @@ Exec output reaches the daemon as ``ExecStarted``, ``ExecOutput`` ... ``ExecExit
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Mapping, Sequence
+from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal, Protocol
@@ -28,8 +29,10 @@ __all__ = [
     "ExecEvent",
     "ExecExit",
     "ExecOutput",
+    "ExecProcessLike",
     "ExecRequest",
     "ExecStarted",
+    "GuestAgentConnector",
     "ImageSource",
     "exec_events",
 ]
@@ -47,10 +50,35 @@ class ImageSource(Protocol):
         ...
 
 
-class AgentClientLike(Protocol):
-    def exec_stream(self, argv: list[str], **kwargs: Any) -> AsyncIterator[Any]: ...
+class ExecProcessLike(Protocol):
+    """What ``cargobay.guest.client.ExecProcess`` offers: its pid, output chunks (objects
+    with ``stream`` and ``data``) by iteration, and ``wait()`` for the exit status."""
 
-    async def shutdown(self) -> Any: ...
+    pid: int
+
+    def __aiter__(self) -> AsyncIterator[Any]: ...
+
+    async def wait(self) -> Any: ...
+
+
+class AgentClientLike(Protocol):
+    """The part of ``cargobay.guest.client.AgentClient`` the service uses."""
+
+    @property
+    def closed(self) -> bool: ...
+
+    def exec_stream(
+        self,
+        argv: Sequence[str],
+        *,
+        env: Mapping[str, str] | None = None,
+        cwd: str | None = None,
+        stdin: bool | bytes = False,
+        tty: bool = False,
+        timeout: float | None = None,
+    ) -> AbstractAsyncContextManager[Any]: ...
+
+    async def shutdown(self) -> None: ...
 
     async def close(self) -> None: ...
 
@@ -59,6 +87,20 @@ class AgentConnector(Protocol):
     async def wait_ready(self, address: str, timeout: float) -> AgentClientLike: ...
 
     async def connect(self, address: str, timeout: float) -> AgentClientLike: ...
+
+
+class GuestAgentConnector:
+    """The real connector: ``cargobay.guest.client``."""
+
+    async def wait_ready(self, address: str, timeout: float) -> AgentClientLike:
+        from cargobay.guest.client import wait_ready
+
+        return await wait_ready(address, timeout)
+
+    async def connect(self, address: str, timeout: float) -> AgentClientLike:
+        from cargobay.guest.client import AgentClient
+
+        return await AgentClient.connect(address, timeout=timeout)
 
 
 @dataclass(frozen=True, slots=True)
@@ -96,41 +138,25 @@ ExecEvent = ExecStarted | ExecOutput | ExecExit
 
 
 async def exec_events(agent: AgentClientLike, request: ExecRequest) -> AsyncIterator[ExecEvent]:
-    """Run ``request`` through the agent client and translate its events."""
-    stream = agent.exec_stream(
+    """Run ``request`` through the agent client and translate its events.
+
+    Closing this generator before the exit (a client that went away) leaves the agent's
+    ``exec_stream`` block, which resets the stream: the agent then kills the process."""
+    async with agent.exec_stream(
         list(request.argv),
         env=dict(request.env) or None,
         cwd=request.cwd,
-        stdin=request.stdin,
+        stdin=False if request.stdin is None else request.stdin,
         tty=request.tty,
         timeout=request.timeout,
-    )
-    async for event in stream:
-        yield _translate(event)
-
-
-def _translate(event: Any) -> ExecEvent:
-    kind = _field(event, "type", None) or _field(event, "kind", None)
-    if kind is None:
-        kind = type(event).__name__.lower()
-    kind = str(kind).lower()
-    if "start" in kind:
-        return ExecStarted(pid=int(_field(event, "pid")))
-    if "exit" in kind:
-        return ExecExit(
-            exit_code=_field(event, "exit_code", None),
-            signal=_field(event, "signal", None),
-            timed_out=bool(_field(event, "timed_out", False)),
-            duration=float(_field(event, "duration", 0.0)),
+    ) as proc:
+        yield ExecStarted(pid=int(proc.pid))
+        async for chunk in proc:
+            yield ExecOutput("stderr" if chunk.stream == "stderr" else "stdout", bytes(chunk.data))
+        status = await proc.wait()
+        yield ExecExit(
+            exit_code=status.exit_code,
+            signal=status.signal,
+            timed_out=bool(status.timed_out),
+            duration=float(status.duration),
         )
-    if "err" in kind:
-        return ExecOutput("stderr", bytes(_field(event, "data")))
-    if "out" in kind:
-        return ExecOutput("stdout", bytes(_field(event, "data")))
-    raise ValueError(f"unknown exec event {event!r}")
-
-
-def _field(event: Any, name: str, *default: Any) -> Any:
-    if isinstance(event, Mapping):
-        return event[name] if not default else event.get(name, default[0])
-    return getattr(event, name, *default)
