@@ -13,8 +13,9 @@ Startup, in order:
 3. open the store (migrating it), then serve; the app's lifespan re-adopts the machines
    a previous daemon left running.
 
-SIGTERM/SIGINT or ``POST /v1/daemon/shutdown`` end the daemon; VMs keep running and are
-adopted by the next one.  Logs go to ``Paths.daemon_log`` (and to a terminal on stderr).
+SIGTERM/SIGINT or ``POST /v1/daemon/shutdown`` end the daemon (exit status 0, socket and
+pid file removed); VMs keep running and are adopted by the next one.  Logs go to
+``Paths.daemon_log`` (and to a terminal on stderr).
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ import fcntl
 import importlib
 import logging
 import os
+import signal
 import socket
 import sys
 from collections.abc import Callable
@@ -112,6 +114,10 @@ def default_components(
     return hypervisors.get, DaemonImages(paths), GuestAgentConnector()
 
 
+def _note_signal(signum: int, frame: object) -> None:
+    log.info("stopped by %s", signal.Signals(signum).name)
+
+
 async def serve(paths: Paths) -> None:
     """Run the daemon until it is asked to stop."""
     from cargobay.machines.service import MachineService
@@ -150,6 +156,11 @@ async def serve(paths: Paths) -> None:
             server.should_exit = True
 
         state.request_shutdown = request_shutdown
+        # uvicorn handles SIGTERM/SIGINT itself and, once it has shut down, raises the
+        # signal again with the handlers it found: these make that a clean exit, so the
+        # socket and pid file below are removed.
+        signal.signal(signal.SIGTERM, _note_signal)
+        signal.signal(signal.SIGINT, _note_signal)
         log.info("cargobayd %d listening on %s", os.getpid(), paths.daemon_socket)
         await server.serve(sockets=[sock])
         if not server.started:
