@@ -29,6 +29,7 @@ from cargobay.cli.output import (
     IMAGE_HEADERS,
     Format,
     Stopwatch,
+    age,
     as_data,
     emit_document,
     image_rows,
@@ -154,8 +155,11 @@ def _image_summary(img: Mapping[str, Any]) -> str:
     size = rootfs.get("size")
     size_text = format_mib(round(size / 2**20)) if isinstance(size, int) else "?"
     took = img.get("build_seconds")
-    took_text = f", built in {took:.0f} s" if isinstance(took, int | float) else ""
-    return f"kernel {img.get('kernel_version', '?')}, rootfs {size_text}{took_text}"
+    took_text = f" in {took:.0f} s" if isinstance(took, int | float) else ""
+    return (
+        f"kernel {img.get('kernel_version', '?')}, rootfs {size_text}; "
+        f"built {age(img.get('built_at'))} ago{took_text}"
+    )
 
 
 @image_app.command("build")
@@ -175,7 +179,7 @@ def image_build(
             "(`cargobay daemon status` shows where it is)"
         )
     img = as_data(done.get("image") or {})
-    note(f"image {name} is ready in {time.monotonic() - t0:.2f} s: {_image_summary(img)}")
+    note(f"image {name} is ready ({time.monotonic() - t0:.2f} s): {_image_summary(img)}")
 
 
 @image_app.command("ls")

@@ -261,25 +261,36 @@ def spinner(message: str) -> Iterator[None]:
         yield
 
 
+PLAIN_EVERY = 5.0
+"""Seconds between plain progress lines within one tenth of a step."""
+
+
 def progress_events(events: Iterable[Mapping[str, Any]], title: str) -> Mapping[str, Any] | None:
     """Show NDJSON progress events (``step``, ``fraction``, ``message``); return the
     ``done`` event, or None when the stream ended without one."""
     if stderr_is_tty():
         return _progress_bar(events, title)
     done = None
-    last = None
+    shown: tuple[Any, int] | None = None
+    shown_at = 0.0
     for ev in events:
         if ev.get("type") == "done":
             done = ev
             continue
         if ev.get("type") != "progress":
             continue
-        fraction = ev.get("fraction")
-        pct = f"{fraction * 100:3.0f}%" if isinstance(fraction, int | float) else "    "
-        line = f"{title}: {pct} {ev.get('step', '')}: {ev.get('message', '')}".rstrip(": ")
-        if line != last:
-            note(line)
-            last = line
+        raw = ev.get("fraction")
+        known = isinstance(raw, int | float)
+        fraction = float(raw) if isinstance(raw, int | float) else 0.0
+        # One line per step, per tenth of a step, and at least every PLAIN_EVERY seconds:
+        # a debootstrap reports hundreds of packages, a log needs a few dozen lines.
+        key = (ev.get("step"), int(fraction * 10) if known else -1)
+        now = time.monotonic()
+        if key == shown and now - shown_at < PLAIN_EVERY:
+            continue
+        shown, shown_at = key, now
+        pct = f"{fraction * 100:3.0f}%" if known else "    "
+        note(f"{title}: {pct} {ev.get('step', '')}: {ev.get('message', '')}".rstrip(": "))
     return done
 
 
