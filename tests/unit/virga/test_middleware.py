@@ -294,15 +294,19 @@ async def test_rate_limit_waits_for_tokens() -> None:
 
 
 async def test_rate_limit_message_larger_than_burst_passes() -> None:
-    limit = RateLimit(100_000, burst=100)
-    data = b"y" * 2000
-    assert await asyncio.wait_for(limit.outbound(data), 1.0) == data
-    assert limit.tokens == pytest.approx(-1900, abs=50)
-    # The debt is paid before the next message: 1900 + 100 tokens at 100 kB/s = 20 ms.
+    # A slow rate, so scheduling delays on a loaded machine stay small against it.
+    limit = RateLimit(10_000, burst=100)
     loop = asyncio.get_running_loop()
+    data = b"y" * 2000
+    sent_at = loop.time()
+    assert await asyncio.wait_for(limit.outbound(data), 1.0) == data
+    refilled = (loop.time() - sent_at) * 10_000
+    assert limit.tokens == pytest.approx(-1900 + refilled, abs=20)
+    # The debt is paid before the next message: 1900 + 100 tokens at 10 kB/s = 200 ms,
+    # less what was refilled meanwhile.
     start = loop.time()
     await limit.outbound(b"z" * 100)
-    assert loop.time() - start >= 0.019
+    assert loop.time() - start >= 0.2 - (start - sent_at) - 0.001
 
 
 async def test_rate_limit_inbound_is_untouched() -> None:
