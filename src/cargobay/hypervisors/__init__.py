@@ -1,5 +1,7 @@
 """Hypervisor backends behind one Protocol (see ``base``); ``qemu`` is registered on Linux."""
 
+import sys
+
 from cargobay.hypervisors.base import (
     Features,
     Hypervisor,
@@ -21,3 +23,8 @@ __all__ = [
     "get",
     "register",
 ]
+
+if sys.platform.startswith("linux"):
+    from cargobay.hypervisors.qemu import QemuHypervisor
+
+    register("qemu", QemuHypervisor)

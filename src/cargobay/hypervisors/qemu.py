@@ -1,0 +1,485 @@
+"""The QEMU backend: microvm guests that outlive the daemon, driven over QMP (qemu.qmp).
+
+A VM is one daemonized QEMU process (command line: ``qemu_cmdline``).  Everything needed
+to find it again is in its ``VMHandle``: the pid, the QMP socket, and the process's start
+time and the host's boot id (``extra``), which guard every signal and every "is it alive"
+against pid reuse.  No state lives in this object between calls, so a fresh backend in a
+new daemon process can status/pause/stop/kill a VM from its handle alone (adoption).
+
+QMP.  QEMU's QMP socket serves one client at a time, and a connection held open by one
+daemon would lock out the next one (and the CLI), so every operation opens a short QMP
+session (connect, negotiate, one or two commands, disconnect) under a timeout; calls on
+one VM through one backend are serialised by a lock.
+
+Stopping.  ``stop`` presses the ACPI power button (``system_powerdown``; microvm has one
+through its ACPI GED device, and it works under TCG: a guest running busybox acpid with
+the ``button`` and ``evdev`` modules powers off on it), waits ``timeout`` seconds for the
+process to end, then kills it.  A guest that handles no power button simply runs into the
+timeout; the machines service asks the guest agent to shut down first.
+
+Runstates from ``query-status`` map to ``VMStatus``: running -> RUNNING, paused/suspended
+-> PAUSED, shutdown -> STOPPED, anything else (internal-error, guest-panicked, ...) ->
+UNKNOWN, as is a live process whose QMP does not answer within ``QMP_TIMEOUT``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import dataclasses
+import hashlib
+import logging
+import os
+import shutil
+import signal
+import time
+from collections.abc import AsyncIterator, Mapping
+from pathlib import Path
+from typing import Any
+
+from qemu.qmp import QMPClient, QMPError
+from qemu.qmp.protocol import Runstate
+
+from cargobay.errors import HypervisorError, InvalidInput
+from cargobay.hypervisors import accel as accel_mod
+from cargobay.hypervisors.accel import AccelChoice
+from cargobay.hypervisors.base import Features, VMHandle, VMSpec, VMStatus
+from cargobay.hypervisors.qemu_cmdline import (
+    QemuLayout,
+    QemuOptions,
+    build_argv,
+    parse_ports,
+)
+from cargobay.paths import Paths
+
+__all__ = ["QemuHypervisor"]
+
+log = logging.getLogger(__name__)
+
+QEMU_ENV = "CARGOBAY_QEMU"
+DEFAULT_QEMU = "qemu-system-x86_64"
+VHOST_VSOCK = Path("/dev/vhost-vsock")
+
+LAUNCH_TIMEOUT = 30.0
+"""QEMU's launcher exits once the VM is initialised: well under a second normally."""
+QMP_READY_TIMEOUT = 10.0
+QMP_TIMEOUT = 3.0
+"""One QMP session (connect + commands) on a live VM."""
+KILL_WAIT = 5.0
+LOG_TAIL_LINES = 12
+
+_RUNSTATES = {
+    "running": VMStatus.RUNNING,
+    "paused": VMStatus.PAUSED,
+    "suspended": VMStatus.PAUSED,
+    "shutdown": VMStatus.STOPPED,
+}
+
+
+# -- processes ----------------------------------------------------------------------------
+
+
+def _boot_id() -> str:
+    try:
+        return Path("/proc/sys/kernel/random/boot_id").read_text().strip()
+    except OSError:
+        return ""
+
+
+def _proc_stat(pid: int) -> list[str] | None:
+    """The fields of /proc/PID/stat after "pid (comm)"; field 3 (state) is index 0."""
+    try:
+        text = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    return text.rpartition(")")[2].split()
+
+
+def _start_time(pid: int) -> str | None:
+    fields = _proc_stat(pid)
+    return fields[19] if fields and len(fields) > 19 else None  # field 22: starttime
+
+
+def _alive(pid: int) -> bool:
+    """The process exists and is not a zombie (an exited QEMU not yet reaped by init)."""
+    fields = _proc_stat(pid) if pid > 0 else None
+    return bool(fields) and fields[0] not in ("Z", "X")  # type: ignore[index]
+
+
+def _is_our_vm(handle: VMHandle) -> bool:
+    """``handle.pid`` is alive and is the very process the handle was made for."""
+    if not _alive(handle.pid):
+        return False
+    start, boot = handle.extra.get("proc_start"), handle.extra.get("boot_id")
+    if start and boot:
+        return boot == _boot_id() and _start_time(handle.pid) == start
+    try:  # a handle without the identity fields: fall back to the command line
+        cmdline = Path(f"/proc/{handle.pid}/cmdline").read_bytes()
+    except OSError:
+        return False
+    return handle.control_socket.encode() in cmdline
+
+
+async def _wait_gone(handle: VMHandle, timeout: float) -> bool:
+    deadline = time.monotonic() + timeout
+    while _is_our_vm(handle):
+        if time.monotonic() >= deadline:
+            return False
+        await asyncio.sleep(0.05)
+    return True
+
+
+def _tail(path: Path, lines: int = LOG_TAIL_LINES) -> str:
+    try:
+        with path.open("rb") as f:
+            f.seek(0, os.SEEK_END)
+            f.seek(max(0, f.tell() - 16384))
+            text = f.read().decode(errors="replace")
+    except OSError:
+        return ""
+    return "\n".join([line for line in text.splitlines() if line.strip()][-lines:])
+
+
+def _kill_pid(pid: int) -> None:
+    with contextlib.suppress(ProcessLookupError):
+        os.kill(pid, signal.SIGKILL)
+
+
+def _vsock_cid(vm_id: str, attempt: int) -> int:
+    digest = hashlib.sha256(f"{vm_id}/{attempt}".encode()).digest()
+    return 3 + int.from_bytes(digest[:4], "big") % (0x7FFFFFFF - 3)
+
+
+# -- the backend --------------------------------------------------------------------------
+
+
+class QemuHypervisor:
+    """``Hypervisor`` for QEMU (x86-64 microvm; TCG, or KVM where a probe guest boots)."""
+
+    name = "qemu"
+
+    def __init__(
+        self,
+        *,
+        qemu_binary: str | None = None,
+        paths: Paths | None = None,
+        env: Mapping[str, str] | None = None,
+    ) -> None:
+        self._env = os.environ if env is None else env
+        self._qemu_name = qemu_binary or self._env.get(QEMU_ENV) or DEFAULT_QEMU
+        self._paths = paths
+        self._locks: dict[str, asyncio.Lock] = {}
+
+    # -- facts ---------------------------------------------------------------------------
+
+    @property
+    def paths(self) -> Paths:
+        if self._paths is None:
+            self._paths = Paths.from_env(self._env)
+        return self._paths
+
+    @property
+    def features(self) -> Features:
+        usable, _ = accel_mod.kvm_device_status()
+        return Features(
+            pause=True,
+            graceful_stop=True,
+            adopt=True,
+            console_log=True,
+            serial_channel=True,
+            vsock=VHOST_VSOCK.exists(),
+            kvm=usable and accel_mod.cached_kvm_works(self.paths.cache),
+        )
+
+    def qemu_binary(self) -> str:
+        found = shutil.which(self._qemu_name)
+        if found is None:
+            raise HypervisorError(
+                f"{self._qemu_name} not found; install QEMU (Debian: apt-get install "
+                f"qemu-system-x86) or point {QEMU_ENV} at it"
+            )
+        return found
+
+    def console_log(self, handle: VMHandle) -> Path:
+        return Path(handle.console_log)
+
+    # -- lifecycle -----------------------------------------------------------------------
+
+    async def start(self, spec: VMSpec) -> VMHandle:
+        spec = _absolute(spec)
+        qemu = self.qemu_binary()
+        layout = QemuLayout.of(spec)
+        choice = await self._choose_accel(spec, qemu)
+        machine = spec.extra.get("machine", "microvm")
+        if machine not in ("microvm", "q35"):
+            raise InvalidInput(f"unknown QEMU machine {machine!r}: use microvm or q35")
+        options = QemuOptions(
+            accel=choice.accel,
+            machine=machine,  # type: ignore[arg-type]
+            extra_kernel_params=tuple(accel_mod.tcg_kernel_params())
+            if choice.accel == "tcg"
+            else (),
+            ports=parse_ports(spec.extra.get("ports", "")),
+        )
+        layout.run_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+        layout.state_dir.mkdir(parents=True, exist_ok=True)
+        use_vsock = VHOST_VSOCK.exists() and spec.extra.get("vsock", "on") != "off"  # noqa: ASYNC240
+        attempts = 3 if use_vsock else 1
+        for attempt in range(attempts):
+            if use_vsock:
+                options = dataclasses.replace(options, vsock_cid=_vsock_cid(spec.vm_id, attempt))
+            try:
+                return await self._launch(qemu, spec, layout, options, choice)
+            except _CidInUse:
+                if attempt == attempts - 1:
+                    raise HypervisorError(
+                        f"VM {spec.name!r}: no free vsock CID after {attempts} tries"
+                    ) from None
+        raise AssertionError("unreachable")
+
+    async def _choose_accel(self, spec: VMSpec, qemu: str) -> AccelChoice:
+        if not os.access(spec.kernel, os.R_OK):
+            # Nothing to probe with; QEMU itself reports the missing kernel below.
+            return AccelChoice("tcg", f"the kernel {spec.kernel} is unreadable", "no-kvm")
+        return await accel_mod.choose_accel(spec.kernel, qemu, self.paths.cache, env=self._env)
+
+    async def _launch(
+        self,
+        qemu: str,
+        spec: VMSpec,
+        layout: QemuLayout,
+        options: QemuOptions,
+        choice: AccelChoice,
+    ) -> VMHandle:
+        argv = build_argv(qemu, spec, options)
+        for stale in (*layout.sockets(), layout.pidfile):
+            with contextlib.suppress(FileNotFoundError):
+                stale.unlink()
+        log.debug("starting VM %s: %s", spec.name, " ".join(argv))
+        pid: int | None = None
+        try:
+            proc = await asyncio.create_subprocess_exec(
+                *argv,
+                stdin=asyncio.subprocess.DEVNULL,
+                stdout=asyncio.subprocess.PIPE,
+                stderr=asyncio.subprocess.STDOUT,
+                start_new_session=True,
+                cwd="/",
+            )
+        except OSError as err:
+            raise HypervisorError(f"cannot run {qemu}: {err.strerror}") from err
+        try:
+            try:
+                out, _ = await asyncio.wait_for(proc.communicate(), timeout=LAUNCH_TIMEOUT)
+            except TimeoutError:
+                _kill_pid(proc.pid)
+                await proc.wait()
+                raise HypervisorError(
+                    f"QEMU did not finish starting VM {spec.name!r} within "
+                    f"{LAUNCH_TIMEOUT:.0f} s; its log: {layout.qemu_log}\n"
+                    f"{_tail(layout.qemu_log)}"
+                ) from None
+            message = out.decode(errors="replace").strip()
+            if proc.returncode != 0:
+                if options.vsock_cid is not None and "guest cid" in message.lower():
+                    raise _CidInUse(message)
+                raise HypervisorError(
+                    f"QEMU could not start VM {spec.name!r} (exit status {proc.returncode}): "
+                    f"{_last_lines(message) or 'no output'}"
+                )
+            pid = _read_pidfile(layout.pidfile)
+            start = _start_time(pid) if pid else None
+            if pid is None or start is None:
+                raise HypervisorError(
+                    f"QEMU started VM {spec.name!r} but exited at once; its log:\n"
+                    f"{_tail(layout.qemu_log) or _tail(layout.console_log) or '(empty)'}"
+                )
+            extra = {
+                "proc_start": start,
+                "boot_id": _boot_id(),
+                "machine": options.machine,
+                "qemu_log": str(layout.qemu_log),
+                "pidfile": str(layout.pidfile),
+                "accel_reason": choice.reason,
+            }
+            if choice.notice:
+                extra["accel_notice"] = choice.notice
+            if options.vsock_cid is not None:
+                extra["vsock_cid"] = str(options.vsock_cid)
+            handle = VMHandle(
+                vm_id=spec.vm_id,
+                backend=self.name,
+                pid=pid,
+                control_socket=str(layout.qmp_socket),
+                agent_address=f"unix:{layout.agent_socket}",
+                console_log=str(layout.console_log),
+                accel=choice.accel,
+                qga_address=f"unix:{layout.qga_socket}",
+                extra=extra,
+            )
+            await self._wait_qmp(handle, spec)
+            return handle
+        except BaseException:
+            if pid is not None:
+                _kill_pid(pid)
+                with contextlib.suppress(FileNotFoundError):
+                    layout.pidfile.unlink()
+            raise
+
+    async def _wait_qmp(self, handle: VMHandle, spec: VMSpec) -> None:
+        deadline = time.monotonic() + QMP_READY_TIMEOUT
+        last: Exception | None = None
+        while time.monotonic() < deadline:
+            if not _is_our_vm(handle):
+                raise HypervisorError(
+                    f"QEMU for VM {spec.name!r} exited right after starting; its log:\n"
+                    f"{_tail(Path(handle.extra['qemu_log'])) or '(empty)'}\nconsole:\n"
+                    f"{_tail(Path(handle.console_log)) or '(empty)'}"
+                )
+            try:
+                await self._qmp(handle, "query-status", timeout=deadline - time.monotonic())
+                return
+            except HypervisorError as err:
+                last = err
+                await asyncio.sleep(0.1)
+        raise HypervisorError(
+            f"QEMU for VM {spec.name!r} (pid {handle.pid}) did not answer on QMP "
+            f"{handle.control_socket} within {QMP_READY_TIMEOUT:.0f} s ({last}); its log:\n"
+            f"{_tail(Path(handle.extra['qemu_log'])) or '(empty)'}"
+        )
+
+    async def stop(self, handle: VMHandle, timeout: float = 10.0) -> None:
+        async with self._lock(handle):
+            if not _is_our_vm(handle):
+                self._forget(handle)
+                return
+            pressed = False
+            try:
+                async with self._session(handle) as qmp:
+                    state = await qmp.execute("query-status")
+                    if isinstance(state, dict) and state.get("status") != "running":
+                        await qmp.execute("cont")  # a paused guest cannot see the button
+                    await qmp.execute("system_powerdown")
+                    pressed = True
+            except HypervisorError as err:
+                log.info("VM %s: no graceful stop (%s); killing it", handle.vm_id, err)
+            if pressed and await _wait_gone(handle, max(timeout, 0.0)):
+                self._forget(handle)
+                return
+            await self._kill(handle)
+
+    async def kill(self, handle: VMHandle) -> None:
+        async with self._lock(handle):
+            await self._kill(handle)
+
+    async def _kill(self, handle: VMHandle) -> None:
+        if _is_our_vm(handle):
+            _kill_pid(handle.pid)
+            if not await _wait_gone(handle, KILL_WAIT):
+                raise HypervisorError(
+                    f"QEMU for VM {handle.vm_id} (pid {handle.pid}) survived SIGKILL for "
+                    f"{KILL_WAIT:.0f} s (stuck in the kernel?)"
+                )
+        self._forget(handle)
+
+    def _forget(self, handle: VMHandle) -> None:
+        """Remove the pidfile a killed QEMU leaves behind (the sockets go with run_dir)."""
+        pidfile = handle.extra.get("pidfile")
+        if pidfile:
+            with contextlib.suppress(OSError):
+                if _read_pidfile(Path(pidfile)) == handle.pid:
+                    Path(pidfile).unlink()
+
+    async def pause(self, handle: VMHandle) -> None:
+        async with self._lock(handle):
+            self._require_alive(handle, "pause")
+            await self._qmp(handle, "stop")
+
+    async def resume(self, handle: VMHandle) -> None:
+        async with self._lock(handle):
+            self._require_alive(handle, "resume")
+            await self._qmp(handle, "cont")
+
+    async def status(self, handle: VMHandle) -> VMStatus:
+        async with self._lock(handle):
+            if not _is_our_vm(handle):
+                return VMStatus.STOPPED
+            try:
+                result = await self._qmp(handle, "query-status")
+            except HypervisorError as err:
+                if not _is_our_vm(handle):
+                    return VMStatus.STOPPED
+                log.info("VM %s: QMP does not answer: %s", handle.vm_id, err)
+                return VMStatus.UNKNOWN
+        state = result.get("status") if isinstance(result, dict) else None
+        return _RUNSTATES.get(str(state), VMStatus.UNKNOWN)
+
+    # -- QMP -----------------------------------------------------------------------------
+
+    def _lock(self, handle: VMHandle) -> asyncio.Lock:
+        lock = self._locks.get(handle.vm_id)
+        if lock is None:
+            lock = self._locks[handle.vm_id] = asyncio.Lock()
+        return lock
+
+    def _require_alive(self, handle: VMHandle, what: str) -> None:
+        if not _is_our_vm(handle):
+            raise HypervisorError(
+                f"cannot {what} VM {handle.vm_id}: its QEMU process (pid {handle.pid}) is gone"
+            )
+
+    @contextlib.asynccontextmanager
+    async def _session(
+        self, handle: VMHandle, timeout: float = QMP_TIMEOUT
+    ) -> AsyncIterator[QMPClient]:
+        """A QMP session on the VM's socket; every step inside shares ``timeout``."""
+        client = QMPClient(f"cargobay-{handle.vm_id[:8]}")
+        try:
+            async with asyncio.timeout(timeout):
+                await client.connect(handle.control_socket)
+                yield client
+        except TimeoutError as err:
+            raise HypervisorError(
+                f"QMP on {handle.control_socket} did not answer within {timeout:.1f} s"
+            ) from err
+        except (QMPError, OSError, EOFError) as err:
+            raise HypervisorError(f"QMP on {handle.control_socket} failed: {err}") from err
+        finally:
+            if client.runstate != Runstate.IDLE:
+                with contextlib.suppress(Exception):
+                    await asyncio.wait_for(client.disconnect(), timeout=2)
+
+    async def _qmp(
+        self,
+        handle: VMHandle,
+        command: str,
+        arguments: dict[str, Any] | None = None,
+        timeout: float = QMP_TIMEOUT,
+    ) -> object:
+        async with self._session(handle, timeout) as qmp:
+            return await qmp.execute(command, arguments)
+
+
+class _CidInUse(Exception):
+    """QEMU refused the vsock CID (another VM on this host has it)."""
+
+
+def _absolute(spec: VMSpec) -> VMSpec:
+    """QEMU daemonizes into ``/``; every path it gets must be absolute."""
+    changes: dict[str, Path] = {}
+    for name in ("kernel", "rootfs", "data_disk", "run_dir", "state_dir", "initrd"):
+        value = getattr(spec, name)
+        if value is not None and not Path(value).is_absolute():
+            changes[name] = Path(value).absolute()
+    return dataclasses.replace(spec, **changes) if changes else spec  # type: ignore[arg-type]
+
+
+def _read_pidfile(path: Path) -> int | None:
+    try:
+        return int(path.read_text().strip())
+    except (OSError, ValueError):
+        return None
+
+
+def _last_lines(text: str, lines: int = LOG_TAIL_LINES) -> str:
+    return "\n".join(text.splitlines()[-lines:])
