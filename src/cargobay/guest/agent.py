@@ -68,7 +68,9 @@ _RB_AUTOBOOT: Final = 0x01234567
 _RB_POWER_OFF: Final = 0x4321FEDC
 
 
-def find_port_device(name: str = AGENT_PORT_NAME, root: str = VIRTIO_PORTS) -> str | None:
+def find_port_device(
+    name: str = AGENT_PORT_NAME, root: str = VIRTIO_PORTS, dev: str = "/dev"
+) -> str | None:
     """``/dev/vportNpM`` of the virtio-serial port called ``name``, once it exists."""
     try:
         entries = sorted(os.listdir(root))
@@ -78,7 +80,7 @@ def find_port_device(name: str = AGENT_PORT_NAME, root: str = VIRTIO_PORTS) -> s
         try:
             with open(os.path.join(root, entry, "name"), encoding="utf-8") as f:
                 if f.read().strip() == name:
-                    device = f"/dev/{entry}"
+                    device = os.path.join(dev, entry)
                     return device if os.path.exists(device) else None
         except OSError:
             continue
@@ -151,7 +153,7 @@ class Agent:
                     task.cancel()
                 await asyncio.gather(*self._connections, return_exceptions=True)
         finally:
-            self.exec.stop(loop)
+            await self.exec.stop(loop)
             if not self.is_init:
                 for sig in (signal.SIGTERM, signal.SIGINT):
                     loop.remove_signal_handler(sig)
@@ -272,36 +274,47 @@ class Agent:
         self._stop.set()  # closing the sessions flushes the answer out
 
 
+def _reap_all() -> bool:
+    """Reap every exited child; False once no child is left at all."""
+    try:
+        while os.waitpid(-1, os.WNOHANG)[0] > 0:
+            pass
+    except ChildProcessError:
+        return False
+    return True
+
+
 def power_off(reboot: bool) -> None:
-    """As PID 1: stop every process, sync, and power off (or reboot) the guest."""
+    """As PID 1: stop every process, sync, and power off (or reboot) the guest.
+
+    Returns only if that failed (the caller keeps serving; the host can still stop
+    the VM).  /proc/sysrq-trigger is used only when libc cannot be loaded at all.
+    """
     with contextlib.suppress(OSError):
         os.kill(-1, signal.SIGTERM)
+    # As PID 1 every process ends up our child (orphans are re-parented to us), so
+    # "no child left" means everything has stopped.
     deadline = time.monotonic() + 2.0
-    while time.monotonic() < deadline:
-        with contextlib.suppress(ChildProcessError):
-            while os.waitpid(-1, os.WNOHANG)[0] > 0:
-                pass
-        try:
-            os.kill(-1, 0)
-        except ProcessLookupError:
-            break  # nothing left to signal
-        except OSError:
-            pass
-        time.sleep(0.05)
+    while _reap_all() and time.monotonic() < deadline:
+        time.sleep(0.02)
     with contextlib.suppress(OSError):
         os.kill(-1, signal.SIGKILL)
+    _reap_all()
     os.sync()
+    command = _RB_AUTOBOOT if reboot else _RB_POWER_OFF
     log.info("%s now", "rebooting" if reboot else "powering off")
     try:
         import ctypes
 
         libc = ctypes.CDLL(None, use_errno=True)
-        libc.reboot(_RB_AUTOBOOT if reboot else _RB_POWER_OFF)
-        log.error("reboot(2) failed: %s", os.strerror(ctypes.get_errno()))
-    except (OSError, AttributeError) as err:
-        log.error("reboot(2) unavailable: %s", err)
-    with open("/proc/sysrq-trigger", "w", encoding="ascii") as f:
-        f.write("b" if reboot else "o")
+        reboot_call = libc.reboot
+    except (ImportError, OSError, AttributeError) as err:
+        log.warning("no reboot(2) from libc (%s): using /proc/sysrq-trigger", err)
+        with open("/proc/sysrq-trigger", "w", encoding="ascii") as f:
+            f.write("b" if reboot else "o")
+        return
+    if reboot_call(command) != 0:
+        log.error("reboot(2) failed: %s; the guest stays up", os.strerror(ctypes.get_errno()))
 
 
 def _parse_args(argv: list[str] | None) -> argparse.Namespace:

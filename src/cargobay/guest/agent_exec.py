@@ -114,6 +114,17 @@ def _decode_status(status: int) -> tuple[int | None, int | None]:
     return None, None
 
 
+def _group_exists(pgid: int) -> bool:
+    """Whether process group ``pgid`` has members (zombies not yet reaped count)."""
+    try:
+        os.killpg(pgid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
 def _set_winsize(fd: int, rows: int, cols: int) -> None:
     fcntl.ioctl(fd, termios.TIOCSWINSZ, struct.pack("HHHH", rows, cols, 0, 0))
 
@@ -163,16 +174,24 @@ class ExecService:
         self.base_env = env
         self._devnull = -1
         self.running: dict[int, _Exec] = {}
+        self.killed_groups: set[int] = set()
 
     def start(self, loop: asyncio.AbstractEventLoop) -> None:
         self._devnull = os.open(os.devnull, os.O_RDWR | os.O_CLOEXEC)
         self.reaper.install(loop)
 
-    def stop(self, loop: asyncio.AbstractEventLoop) -> None:
-        """Kill every process group still running and stop reaping."""
+    async def stop(self, loop: asyncio.AbstractEventLoop, timeout: float = 2.0) -> None:
+        """Kill every process group still running, reap them as they die (for up to
+        ``timeout`` seconds, so the agent leaves no zombies behind), stop reaping."""
         for proc in list(self.running.values()):
             proc.kill_group()
-        self.reaper.reap()
+        deadline = loop.time() + timeout
+        while True:
+            self.reaper.reap()
+            self.killed_groups = {g for g in self.killed_groups if _group_exists(g)}
+            if not self.killed_groups or loop.time() >= deadline:
+                break
+            await asyncio.sleep(0.02)
         self.reaper.uninstall(loop)
         if self._devnull >= 0:
             os.close(self._devnull)
@@ -188,6 +207,8 @@ class ExecService:
         finally:
             self.running.pop(proc.pid, None)
             await proc.cleanup()
+            if self.killed_groups:  # keep only groups that still have members
+                self.killed_groups = {g for g in self.killed_groups if _group_exists(g)}
 
 
 class _Exec:
@@ -203,6 +224,9 @@ class _Exec:
         self._outputs: list[tuple[int, bytes]] = []  # (fd, frame kind) to pump
         self._stdin_fd = -1  # where STDIN goes: the pipe, or the pty master
         self._master = -1
+        # Set by the reaper.  ``reaped`` is the truth: the future is cancelled along
+        # with a task that awaits it.
+        self.reaped = False
         self._status: asyncio.Future[int] = self._loop.create_future()
         self._started = 0.0
         self._duration = 0.0
@@ -288,6 +312,7 @@ class _Exec:
             # Tell Popen, so its finalizer never waits for (or warns about) the pid.
             popen.returncode = os.waitstatus_to_exitcode(status)
             self._duration = self._loop.time() - self._started
+            self.reaped = True
             if not self._status.done():
                 self._status.set_result(status)
 
@@ -302,6 +327,7 @@ class _Exec:
     # -- running ----------------------------------------------------------------------------
 
     def kill_group(self, sig: int = signal.SIGKILL) -> None:
+        self._service.killed_groups.add(self.pid)
         with contextlib.suppress(ProcessLookupError, PermissionError):
             os.killpg(self.pid, sig)
 
@@ -309,12 +335,12 @@ class _Exec:
         """The host is gone: nothing will read the output, so end the process group."""
         if not self._aborted:
             self._aborted = True
-            if not self._status.done():
+            if not self.reaped:
                 log.info("exec %d: the host went away; killing its process group", self.pid)
             self.kill_group()
 
     def _on_timeout(self) -> None:
-        if not self._status.done():
+        if not self.reaped:
             log.info(
                 "exec %d: timed out after %ss; killing its process group",
                 self.pid,
@@ -355,7 +381,7 @@ class _Exec:
         await stream.close()
 
     async def cleanup(self) -> None:
-        if not self._status.done():
+        if not self.reaped:
             self.kill_group()
         for timer in self._timers:
             timer.cancel()
@@ -457,7 +483,7 @@ class _Exec:
         try:
             if group:
                 os.killpg(self.pid, sig)
-            elif not self._status.done():  # once reaped, the pid may belong to someone else
+            elif not self.reaped:  # once reaped, the pid may belong to someone else
                 os.kill(self.pid, sig)
         except ProcessLookupError:
             pass

@@ -168,6 +168,10 @@ class ExecResult:
         return self.status.timed_out
 
     @property
+    def duration(self) -> float:
+        return self.status.duration
+
+    @property
     def returncode(self) -> int:
         return self.status.returncode
 
