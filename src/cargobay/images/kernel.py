@@ -71,12 +71,13 @@ _DEPENDS = re.compile(r"(linux-image-(\S+))\s*\(\s*=\s*([^)\s]+)\s*\)")
 def parse_apt_show(text: str, flavour: str) -> KernelPackage | None:
     """The kernel package the meta package ``linux-image-<flavour>`` depends on, from the
     output of ``apt-cache show --no-all-versions``; None if the output has none."""
+    release = re.compile(rf"^\d+\.\d+(\.\d+)?-\d+-{re.escape(flavour)}$")
     for line in text.splitlines():
         if not line.startswith(("Depends:", "Pre-Depends:")):
             continue
         for alternative in re.split(r"[,|]", line.split(":", 1)[1]):
             match = _DEPENDS.search(alternative)
-            if match and match.group(2).endswith(f"-{flavour}") and match.group(2)[0].isdigit():
+            if match and release.match(match.group(2)):
                 return KernelPackage(match.group(1), match.group(3), match.group(2))
     return None
 
