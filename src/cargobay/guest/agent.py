@@ -114,6 +114,21 @@ def _uptime() -> float:
         return 0.0
 
 
+def exec_environment(is_init: bool) -> dict[str, str]:
+    """The environment exec'd processes start from (a request's env is added to it).
+
+    As PID 1 the agent has the kernel's bare environment plus what cargobay-init set to
+    start the agent itself: PYTHONPATH (the agent's own library) is dropped, and HOME is
+    root's home instead of the kernel's "/".
+    """
+    env = dict(os.environ)
+    if is_init:
+        env.pop("PYTHONPATH", None)
+        if os.geteuid() == 0 and env.get("HOME", "/") == "/":
+            env["HOME"] = "/root"
+    return env
+
+
 class Agent:
     """Serves host connections on one address until ``shutdown`` (or a signal)."""
 
@@ -121,7 +136,7 @@ class Agent:
         self.address = address
         self.is_init = os.getpid() == 1 if is_init is None else is_init
         self.shutdown_request: ShutdownRequest | None = None
-        self.exec = ExecService()
+        self.exec = ExecService(exec_environment(self.is_init))
         self._stop = asyncio.Event()
         self._connections: set[asyncio.Task[None]] = set()
         self._yamux = YamuxConfig()

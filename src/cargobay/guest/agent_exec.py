@@ -167,9 +167,9 @@ async def _write_fd(fd: int, data: bytes) -> None:
 class ExecService:
     """Spawns exec requests' processes; one per agent."""
 
-    def __init__(self) -> None:
+    def __init__(self, base_env: dict[str, str] | None = None) -> None:
         self.reaper = Reaper()
-        env = dict(os.environ)
+        env = dict(os.environ if base_env is None else base_env)
         env.setdefault("PATH", DEFAULT_PATH)
         self.base_env = env
         self._devnull = -1
@@ -335,9 +335,11 @@ class _Exec:
         """The host is gone: nothing will read the output, so end the process group."""
         if not self._aborted:
             self._aborted = True
+            # Once reaped, background members are left alone, as after a normal exit
+            # (and the group id could, in theory, already be someone else's).
             if not self.reaped:
                 log.info("exec %d: the host went away; killing its process group", self.pid)
-            self.kill_group()
+                self.kill_group()
 
     def _on_timeout(self) -> None:
         if not self.reaped:

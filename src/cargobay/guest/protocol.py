@@ -72,7 +72,8 @@ Exec semantics, in detail:
 
 * The process runs in a new session (its own process group, pgid = pid).  ``env`` is
   added to the agent's environment (PATH gets a default if the agent has none; with a
-  TTY, TERM defaults to ``xterm-256color``).  ``cwd`` and every path are absolute.
+  TTY, TERM defaults to ``xterm-256color``; as PID 1 the agent drops its own PYTHONPATH
+  and sets HOME to /root).  ``cwd`` and every path are absolute.
 * Without "stdin" the process reads ``/dev/null``.  With a TTY the process gets a new
   pty as its controlling terminal (``rows`` x ``cols``; RESIZE changes it and the
   foreground group gets SIGWINCH); END then sends the terminal's EOF character (^D).

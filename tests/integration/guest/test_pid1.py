@@ -60,4 +60,6 @@ async def test_pid_1_keeps_serving_reconnects(agents: AgentFactory) -> None:
     # SIGTERM does not stop an init (it ignores it); the namespace lives on.
     os.kill(agent.children()[0], signal.SIGTERM)
     client = await agents.client(agent)
-    assert (await client.exec(["true"])).ok
+    # The agent's own PYTHONPATH (set by the init script) does not leak into execs.
+    env = await client.exec(["sh", "-c", 'echo "${PYTHONPATH-unset}"'])
+    assert env.stdout == b"unset\n"
