@@ -36,8 +36,10 @@ __all__ = [
     "find_mirror",
     "host_sources",
     "make_base",
+    "mounts_under",
     "parse_deb822",
     "parse_sources_list",
+    "remove_tree",
 ]
 
 BASE_FORMAT = 1
@@ -231,6 +233,39 @@ def _slim(tree: Path) -> None:
     (dpkg_cfg / "cargobay-slim").write_text(_DPKG_EXCLUDES)
 
 
+def mounts_under(path: Path, mountinfo: str | None = None) -> list[str]:
+    """Mount points at or below ``path`` (from /proc/self/mountinfo), deepest first."""
+    if mountinfo is None:
+        mountinfo = Path("/proc/self/mountinfo").read_text()
+    prefix = str(path.absolute()).rstrip("/")
+    found = []
+    for line in mountinfo.splitlines():
+        fields = line.split()
+        if len(fields) < 5:
+            continue
+        point = re.sub(r"\\([0-7]{3})", lambda m: chr(int(m.group(1), 8)), fields[4])
+        if point == prefix or point.startswith(prefix + "/"):
+            found.append(point)
+    return sorted(found, key=len, reverse=True)
+
+
+def remove_tree(runner: ToolRunner, path: Path) -> None:
+    """Delete a (partial) debootstrap tree.  debootstrap mounts /proc and /sys in its
+    target (and bind-mounts /dev inside containers); deleting through such a mount
+    would reach the host's files, so they are unmounted first, and a tree that still has
+    a mount is left alone."""
+    if not path.exists():
+        return
+    for point in mounts_under(path):
+        runner.run(["umount", "--lazy", point], what="unmounting", check=False)
+    left = mounts_under(path)
+    if left:
+        raise ImageError(
+            f"{path} still has mounts ({', '.join(left)}); unmount them and delete it by hand"
+        )
+    shutil.rmtree(path, ignore_errors=True)
+
+
 def make_base(
     runner: ToolRunner,
     cache: Path,
@@ -251,7 +286,7 @@ def make_base(
         return target / "tree"
     bases.mkdir(parents=True, exist_ok=True)
     for stale in bases.glob(".debootstrap-*"):
-        shutil.rmtree(stale, ignore_errors=True)
+        remove_tree(runner, stale)
     debs = cache / "images" / "debs"
     debs.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(dir=bases, prefix=".debootstrap-"))
@@ -275,6 +310,8 @@ def make_base(
 
     try:
         runner.stream(argv, what="debootstrap", on_line=on_line)
+        if mounts_under(tree):
+            raise ImageError(f"debootstrap left mounts in {tree}: {mounts_under(tree)}")
         on_progress(0.99, "removing documentation and package caches")
         _slim(tree)
         record = {"suite": suite, "arch": arch, "packages": packages, "mirror": mirror.uri}
@@ -283,7 +320,7 @@ def make_base(
             shutil.rmtree(target)
         tmp.rename(target)
     except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
+        remove_tree(runner, tmp)
         raise
     on_progress(1.0, "base system ready")
     return target / "tree"

@@ -65,7 +65,7 @@ __all__ = [
     "recipe_hash",
 ]
 
-RECIPE_FORMAT = 1
+RECIPE_FORMAT = 2
 """Bump when the build changes in a way the hashed inputs do not show."""
 
 GUEST_DIR = Path(__file__).parent / "guest"
@@ -331,6 +331,7 @@ def _build(
     )
 
     tmp = Path(tempfile.mkdtemp(dir=paths.images, prefix=f".build-{name}-"))
+    tmp.chmod(0o755)  # mkdtemp's 0700 would hide the image from other users' QEMU
     try:
         tree = tmp / "tree"
         python_version = assemble(

@@ -195,8 +195,14 @@ class ToolRunner:
                 on_line(line.rstrip("\n"))
             code = proc.wait()
         except BaseException:
-            proc.kill()
-            proc.wait()
+            # SIGTERM first: debootstrap's exit trap unmounts the /proc and /sys it
+            # mounted in the target, which a SIGKILL would leave behind.
+            proc.terminate()
+            try:
+                proc.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
             raise
         finally:
             if self._log is not None:

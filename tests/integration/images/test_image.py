@@ -56,6 +56,7 @@ def test_manifest_matches_the_files(default_image: Image) -> None:
         manifest.initramfs_modules
     )
     assert re.fullmatch(r"[0-9a-f]{64}", manifest.recipe_hash)
+    assert directory.stat().st_mode & 0o777 == 0o755
     assert sorted(p.name for p in directory.iterdir()) == [
         "initrd.img",
         "manifest.json",

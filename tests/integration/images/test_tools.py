@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import io
 import os
+import re
 import subprocess
 import sys
 import tempfile
@@ -13,7 +14,9 @@ from pathlib import Path
 import pytest
 
 from cargobay.errors import ImageError
+from cargobay.images.base import mounts_under, remove_tree
 from cargobay.images.build import GUEST_DIR
+from cargobay.images.kernel import KernelPackage, fetch_kernel
 from cargobay.images.tools import ToolRunner
 from tests.support import require, require_binary
 
@@ -110,3 +113,37 @@ def test_building_without_root_says_root_is_needed() -> None:
     assert done.returncode == 0, done.stderr
     assert "building the image 'default' needs root" in done.stdout
     assert "sudo cargobay image build" in done.stdout
+
+
+def test_remove_tree_unmounts_before_deleting(tmp_path: Path) -> None:
+    require(os.geteuid() == 0, "root, to mount a tmpfs")
+    tree = tmp_path / ".debootstrap-t" / "tree"
+    (tree / "proc").mkdir(parents=True)
+    (tree / "etc").mkdir()
+    (tree / "etc" / "hostname").write_text("x\n")
+    subprocess.run(["mount", "-t", "tmpfs", "tmpfs", str(tree / "proc")], check=True)
+    try:
+        (tree / "proc" / "inside").write_text("on the mount\n")
+        assert mounts_under(tmp_path) == [str(tree / "proc")]
+        remove_tree(ToolRunner({}), tmp_path / ".debootstrap-t")
+        assert not (tmp_path / ".debootstrap-t").exists()
+        assert mounts_under(tmp_path) == []
+    finally:
+        if mounts_under(tmp_path):
+            subprocess.run(["umount", "--lazy", str(tree / "proc")], check=False)
+
+
+def test_a_kernel_apt_cannot_download_is_a_clear_error(tmp_path: Path) -> None:
+    tools = {
+        "apt-get": require_binary("apt-get", "apt"),
+        "dpkg-deb": require_binary("dpkg-deb", "dpkg"),
+    }
+    bogus = KernelPackage(
+        "linux-image-6.1.0-56-cloud-amd64", "0.0-cargobay-test", "6.1.0-56-cloud-amd64"
+    )
+    with pytest.raises(
+        ImageError,
+        match=re.escape(f"apt-get could not download {bogus.name}={bogus.version}"),
+    ):
+        fetch_kernel(ToolRunner(tools), bogus, tmp_path)
+    assert list((tmp_path / "downloads").iterdir()) == []

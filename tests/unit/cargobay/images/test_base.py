@@ -13,6 +13,7 @@ from cargobay.images.base import (
     base_hash,
     find_mirror,
     host_sources,
+    mounts_under,
     parse_deb822,
     parse_sources_list,
 )
@@ -136,3 +137,27 @@ def test_debootstrap_progress_only_moves_forward() -> None:
     assert 0 < fractions[0] < 0.4 <= fractions[4] < fractions[6] < fractions[7] < 1.0
     assert fractions[-1] == 1.0
     assert progress.feed("W: something else") is False
+
+
+MOUNTINFO = """\
+22 1 8:1 / / rw,relatime shared:1 - ext4 /dev/sda1 rw
+40 22 0:5 / /cache/base/.debootstrap-x/tree/proc rw - proc proc rw
+41 22 0:6 / /cache/base/.debootstrap-x/tree/sys rw - sysfs sysfs rw
+42 22 0:7 / /cache/base/.debootstrap-x/tree/dev rw - devtmpfs udev rw
+43 42 0:8 / /cache/base/.debootstrap-x/tree/dev/pts rw - devpts devpts rw
+44 22 0:9 / /cache/base/.debootstrap-xy/tree/proc rw - proc proc rw
+45 22 0:10 / /cache/with\\040space/proc rw - proc proc rw
+"""
+
+
+def test_mounts_under_finds_nested_mounts_deepest_first() -> None:
+    found = mounts_under(Path("/cache/base/.debootstrap-x"), MOUNTINFO)
+    assert found[0] == "/cache/base/.debootstrap-x/tree/dev/pts"
+    assert sorted(found) == [
+        "/cache/base/.debootstrap-x/tree/dev",
+        "/cache/base/.debootstrap-x/tree/dev/pts",
+        "/cache/base/.debootstrap-x/tree/proc",
+        "/cache/base/.debootstrap-x/tree/sys",
+    ]
+    assert mounts_under(Path("/cache/with space"), MOUNTINFO) == ["/cache/with space/proc"]
+    assert mounts_under(Path("/elsewhere"), MOUNTINFO) == []
