@@ -21,7 +21,7 @@ from pathlib import Path
 
 from cargobay.errors import HypervisorError
 
-__all__ = ["DATA_DISK_LABEL", "create_data_disk", "find_tool", "tail_lines"]
+__all__ = ["DATA_DISK_LABEL", "create_data_disk", "find_tool", "tail_lines", "tail_offset"]
 
 DATA_DISK_LABEL = "cbdata"
 _MIB = 1024 * 1024
@@ -70,26 +70,48 @@ async def create_data_disk(path: Path, size_mb: int) -> None:
         raise
 
 
-def tail_lines(path: Path, n: int, max_bytes: int = 4 * _MIB) -> list[str]:
-    """The last ``n`` lines of a text file (fewer if the file is shorter or missing).
+def tail_offset(path: Path, n: int, max_bytes: int = 4 * _MIB) -> int:
+    """The byte offset in ``path`` where its last ``n`` lines start (0 if it is missing or
+    has fewer lines; the end of the file for ``n == 0``).
 
-    Reads backwards in blocks, at most ``max_bytes``; undecodable bytes are replaced."""
-    if n <= 0:
-        return []
+    Reads backwards in blocks, at most ``max_bytes``.  A last line without a newline
+    counts as a line."""
     try:
         f = path.open("rb")
     except FileNotFoundError:
-        return []
+        return 0
     with f:
         end = f.seek(0, os.SEEK_END)
+        if n <= 0:
+            return end
         pos = end
         data = b""
-        while pos > 0 and data.count(b"\n") <= n and end - pos < max_bytes:
+        while pos > 0 and end - pos < max_bytes:
             step = min(64 * 1024, pos)
             pos -= step
             f.seek(pos)
             data = f.read(step) + data
-    lines = data.decode(errors="replace").splitlines()
-    if pos > 0 and lines:
-        lines = lines[1:]  # the first line is cut
-    return lines[-n:]
+            # A final newline ends the last line; the newline before the wanted lines
+            # is the n-th one counted from the end of what remains.
+            body = data[:-1] if data.endswith(b"\n") else data
+            if body.count(b"\n") >= n:
+                cut = len(body)
+                for _ in range(n):
+                    cut = body.rindex(b"\n", 0, cut)
+                return pos + cut + 1
+        return pos
+
+
+def tail_lines(path: Path, n: int) -> list[str]:
+    """The last ``n`` lines of a text file, without line endings (fewer if the file is
+    shorter or missing); undecodable bytes are replaced."""
+    if n <= 0:
+        return []
+    start = tail_offset(path, n)
+    try:
+        with path.open("rb") as f:
+            f.seek(start)
+            data = f.read()
+    except FileNotFoundError:
+        return []
+    return data.decode(errors="replace").splitlines()[-n:]

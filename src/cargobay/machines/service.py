@@ -31,6 +31,7 @@ client).
 from __future__ import annotations
 
 import asyncio
+import codecs
 import contextlib
 import logging
 import shutil
@@ -57,7 +58,7 @@ from cargobay.machines.agent import (
     ImageSource,
     exec_events,
 )
-from cargobay.machines.files import create_data_disk, tail_lines
+from cargobay.machines.files import create_data_disk, tail_lines, tail_offset
 from cargobay.machines.models import (
     NAME_RE,
     PortForward,
@@ -552,10 +553,12 @@ class MachineService:
         except (CargoBayError, TimeoutError) as err:
             log.info("machine %s: agent shutdown failed (%s); using the hypervisor", vm.name, err)
         if asked:
+            log.debug("machine %s: the agent accepted the shutdown", vm.name)
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(
                     wait_process_exit(handle.pid), max(deadline - time.monotonic(), 0.0)
                 )
+            log.debug("machine %s: VM process gone: %s", vm.name, not process_alive(handle.pid))
             await hv.kill(handle)  # no-op if it powered off; reaps the process
         else:
             await hv.stop(handle, timeout=max(deadline - time.monotonic(), 0.0))
@@ -669,13 +672,8 @@ class MachineService:
             raise InvalidInput(f"bad tail {tail}: use a number of lines, 0 or more")
         vm = self.store.get_machine(name)
         path = self.console_log(vm)
-        if tail is not None:
-            lines = tail_lines(path, tail)
-            if lines:
-                yield "\n".join(lines) + "\n"
-            position = path.stat().st_size if path.exists() else 0
-        else:
-            position = 0
+        position = 0 if tail is None else tail_offset(path, tail)
+        decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
         while True:
             try:
                 with path.open("rb") as f:
@@ -685,15 +683,18 @@ class MachineService:
                     f.seek(position)
                     while chunk := f.read(64 * 1024):
                         position += len(chunk)
-                        yield chunk.decode(errors="replace")
+                        if text := decoder.decode(chunk):
+                            yield text
             except FileNotFoundError:
                 pass
             if not follow:
-                return
+                break
             current = self.store.get_machine_by_id(vm.id)
             if current is None or current.state.kind not in (*_LIVE, VMStateKind.CREATING):
-                return
+                break
             await asyncio.sleep(0.2)
+        if rest := decoder.decode(b"", final=True):
+            yield rest
 
     # -- agent connections ----------------------------------------------------------------
 

@@ -15,7 +15,7 @@ from cargobay.errors import Conflict, GuestError, InvalidInput, NotFound
 from cargobay.hypervisors.base import Hypervisor
 from cargobay.images.store import ImageStore
 from cargobay.machines.agent import ExecRequest
-from cargobay.machines.files import tail_lines
+from cargobay.machines.files import tail_lines, tail_offset
 from cargobay.machines.models import (
     RuntimeInfo,
     VMConfig,
@@ -266,6 +266,11 @@ def test_tail_lines(tmp_path: Path) -> None:
     path.write_bytes(b"".join(b"%06d\n" % i for i in range(50_000)))
     assert tail_lines(path, 3) == ["049997", "049998", "049999"]
     assert tail_lines(path, 0) == []
+    path.write_bytes(b"one\r\ntwo\r\nthree\r\n")
+    assert path.read_bytes()[tail_offset(path, 2) :] == b"two\r\nthree\r\n"
+    assert tail_offset(path, 3) == 0
+    assert tail_offset(path, 9) == 0
+    assert tail_offset(path, 0) == path.stat().st_size
     path.write_bytes(b"a\nb\nno newline at the end \xff")
     assert tail_lines(path, 2) == ["b", "no newline at the end \ufffd"]
     assert tail_lines(path, 10) == ["a", "b", "no newline at the end \ufffd"]
