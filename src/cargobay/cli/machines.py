@@ -73,7 +73,7 @@ TemplateOpt = Annotated[
     ),
 ]
 BootTimeoutOpt = Annotated[
-    float, typer.Option("--boot-timeout", min=1, help="Seconds to wait for the guest agent.")
+    float, typer.Option("--boot-timeout", min=0.1, help="Seconds to wait for the guest agent.")
 ]
 FormatOpt = Annotated[
     Format | None, typer.Option("--format", "-f", help="Output format (default table).")
