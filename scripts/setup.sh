@@ -13,7 +13,7 @@ apt_main=(python3 python3-venv python3-dev gcc)
 # apt-get and unpacked with dpkg-deb (always present); busybox-static comes from the
 # guest's own debootstrap tree, so the host does not need it.
 apt_main+=(qemu-system-x86 debootstrap e2fsprogs kmod zstd)
-apt_test=(golang-go golang-github-hashicorp-yamux-dev)
+apt_test=(golang-go golang-github-hashicorp-yamux-dev qemu-guest-agent)
 apt_test+=(cpio)  # the initramfs writer is checked against GNU cpio
 
 want=("${apt_main[@]}")
