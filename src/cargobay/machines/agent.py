@@ -15,6 +15,8 @@ Exec output reaches the daemon as ``ExecStarted``, ``ExecOutput`` ... ``ExecExit
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 from collections.abc import AsyncIterator, Mapping, Sequence
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass, field
@@ -26,6 +28,7 @@ from cargobay.images.manifest import ImageManifest
 __all__ = [
     "AgentClientLike",
     "AgentConnector",
+    "AgentPool",
     "ExecEvent",
     "ExecExit",
     "ExecOutput",
@@ -101,6 +104,49 @@ class GuestAgentConnector:
         from cargobay.guest.client import AgentClient
 
         return await AgentClient.connect(address, timeout=timeout)
+
+
+class AgentPool:
+    """One agent connection per machine, made when first needed and shared by all of its
+    requests (each is a yamux stream).  A connection found closed is replaced."""
+
+    def __init__(self, connector: AgentConnector) -> None:
+        self._connector = connector
+        self._agents: dict[str, AgentClientLike] = {}
+        self._locks: dict[str, asyncio.Lock] = {}
+
+    def ready(self, vm_id: str) -> bool:
+        agent = self._agents.get(vm_id)
+        return agent is not None and not agent.closed
+
+    def put(self, vm_id: str, agent: AgentClientLike) -> None:
+        self._agents[vm_id] = agent
+
+    async def get(self, vm_id: str, address: str, timeout: float) -> AgentClientLike:
+        """The live connection, else a new one (the connector's errors propagate)."""
+        async with self._locks.setdefault(vm_id, asyncio.Lock()):
+            agent = self._agents.get(vm_id)
+            if agent is not None and not agent.closed:
+                return agent
+            if agent is not None:
+                await self.drop(vm_id, agent)
+            agent = await self._connector.connect(address, timeout)
+            self._agents[vm_id] = agent
+            return agent
+
+    async def drop(self, vm_id: str, agent: AgentClientLike | None = None) -> None:
+        """Close the machine's connection (or ``agent``, if that is still the one)."""
+        current = self._agents.get(vm_id)
+        if agent is None or current is agent:
+            self._agents.pop(vm_id, None)
+        target = agent or current
+        if target is not None:
+            with contextlib.suppress(Exception):
+                await target.close()
+
+    async def close(self) -> None:
+        for vm_id in list(self._agents):
+            await self.drop(vm_id)
 
 
 @dataclass(frozen=True, slots=True)

@@ -7,23 +7,33 @@ writes: ``assume_storage_prezeroed`` (e2fsprogs 1.47) tells mke2fs that a fresh 
 file reads as zeros, so it neither writes the inode tables nor leaves the guest kernel
 to zero them in the background (slow under TCG).
 
-The console log is what the guest printed on its serial port; ``tail_lines`` reads the
-end of it without reading the whole file, for ``logs --tail`` and for error messages
-about a guest that never answered.
+The console log is what the guest printed on its serial port; ``tail_offset`` and
+``tail_lines`` find the end of it without reading the whole file (``logs --tail``, and
+the error about a guest that never answered); ``read_log`` serves ``logs [--follow]``.
 """
 
 from __future__ import annotations
 
 import asyncio
+import codecs
 import os
 import shutil
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 
 from cargobay.errors import HypervisorError
 
-__all__ = ["DATA_DISK_LABEL", "create_data_disk", "find_tool", "tail_lines", "tail_offset"]
+__all__ = [
+    "DATA_DISK_LABEL",
+    "create_data_disk",
+    "find_tool",
+    "read_log",
+    "tail_lines",
+    "tail_offset",
+]
 
 DATA_DISK_LABEL = "cbdata"
+LOG_POLL_INTERVAL = 0.2
 _MIB = 1024 * 1024
 
 
@@ -115,3 +125,32 @@ def tail_lines(path: Path, n: int) -> list[str]:
     except FileNotFoundError:
         return []
     return data.decode(errors="replace").splitlines()[-n:]
+
+
+async def read_log(
+    path: Path, tail: int | None, follow: bool, still_running: Callable[[], bool]
+) -> AsyncIterator[str]:
+    """A log file as text: all of it or its last ``tail`` lines; with ``follow``, then what
+    is appended, polling, until ``still_running()`` says no more can come.
+
+    A file that shrinks (a new boot truncated it) is read again from its start.  UTF-8 is
+    decoded across chunk boundaries; undecodable bytes are replaced."""
+    position = 0 if tail is None else tail_offset(path, tail)
+    decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
+    while True:
+        try:
+            with path.open("rb") as f:
+                if f.seek(0, os.SEEK_END) < position:
+                    position = 0
+                f.seek(position)
+                while chunk := f.read(64 * 1024):
+                    position += len(chunk)
+                    if text := decoder.decode(chunk):
+                        yield text
+        except FileNotFoundError:
+            pass
+        if not follow or not still_running():
+            break
+        await asyncio.sleep(LOG_POLL_INTERVAL)
+    if rest := decoder.decode(b"", final=True):
+        yield rest

@@ -11,9 +11,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 
-__all__ = ["process_alive", "wait_process_exit"]
+__all__ = ["ProcessWatcher", "process_alive", "wait_process_exit"]
 
 
 def process_alive(pid: int) -> bool:
@@ -69,3 +70,41 @@ async def wait_process_exit(pid: int, poll_interval: float = 1.0) -> None:
             loop.remove_reader(fd)
     finally:
         os.close(fd)
+
+
+class ProcessWatcher:
+    """One task per watched process: when it ends, the callback runs (once).
+
+    ``unwatch`` (before an end someone asked for) cancels the task, so the callback only
+    sees ends nobody expected."""
+
+    def __init__(self) -> None:
+        self._tasks: dict[str, asyncio.Task[None]] = {}
+        self._closed = False
+
+    def watch(self, key: str, pid: int, on_exit: Callable[[], Awaitable[None]]) -> None:
+        if self._closed:
+            return
+        self.unwatch(key)
+        self._tasks[key] = asyncio.create_task(self._run(key, pid, on_exit), name=f"watch-{key}")
+
+    def unwatch(self, key: str) -> None:
+        task = self._tasks.pop(key, None)
+        if task is not None and task is not asyncio.current_task():
+            task.cancel()
+
+    async def _run(self, key: str, pid: int, on_exit: Callable[[], Awaitable[None]]) -> None:
+        await wait_process_exit(pid)
+        if self._tasks.get(key) is asyncio.current_task():
+            del self._tasks[key]
+        await on_exit()
+
+    async def close(self) -> None:
+        self._closed = True
+        tasks = list(self._tasks.values())
+        self._tasks.clear()
+        for task in tasks:
+            task.cancel()
+        for task in tasks:
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task

@@ -31,7 +31,6 @@ client).
 from __future__ import annotations
 
 import asyncio
-import codecs
 import contextlib
 import logging
 import shutil
@@ -53,24 +52,21 @@ from cargobay.images.manifest import ImageManifest
 from cargobay.machines.agent import (
     AgentClientLike,
     AgentConnector,
+    AgentPool,
     ExecEvent,
     ExecRequest,
     ImageSource,
     exec_events,
 )
-from cargobay.machines.files import create_data_disk, tail_lines, tail_offset
+from cargobay.machines.files import create_data_disk, read_log, tail_lines
 from cargobay.machines.models import (
-    NAME_RE,
-    PortForward,
     RuntimeInfo,
-    VMConfig,
     VMInstance,
     VMState,
     VMStateKind,
-    parse_port,
-    parse_size_mb,
 )
-from cargobay.machines.process import process_alive, wait_process_exit
+from cargobay.machines.process import ProcessWatcher, process_alive, wait_process_exit
+from cargobay.machines.validation import check_boot_timeout, check_host_ports, new_instance
 from cargobay.paths import Paths
 from cargobay.store import Store
 
@@ -82,7 +78,6 @@ CONSOLE_TAIL_LINES = 12
 """Console lines quoted in the error about a guest that never answered."""
 AGENT_CONNECT_TIMEOUT = 10.0
 AGENT_SHUTDOWN_TIMEOUT = 5.0
-MAX_BOOT_TIMEOUT = 3600.0
 
 _RUNNING = VMState(kind=VMStateKind.RUNNING)
 _PAUSED = VMState(kind=VMStateKind.PAUSED)
@@ -109,10 +104,8 @@ class MachineService:
         self._connector = agent_connector
         self._locks: dict[str, asyncio.Lock] = {}
         self._busy: dict[str, str] = {}
-        self._agents: dict[str, AgentClientLike] = {}
-        self._agent_locks: dict[str, asyncio.Lock] = {}
-        self._monitors: dict[str, asyncio.Task[None]] = {}
-        self._closed = False
+        self._agents = AgentPool(agent_connector)
+        self._monitor = ProcessWatcher()
 
     # -- collaborators --------------------------------------------------------------------
 
@@ -222,16 +215,8 @@ class MachineService:
 
     async def close(self) -> None:
         """Stop watching and drop agent connections; the VMs keep running."""
-        self._closed = True
-        monitors = list(self._monitors.values())
-        self._monitors.clear()
-        for task in monitors:
-            task.cancel()
-        for task in monitors:
-            with contextlib.suppress(BaseException):
-                await task
-        for vm_id in list(self._agents):
-            await self._drop_agent(vm_id)
+        await self._monitor.close()
+        await self._agents.close()
 
     # -- queries --------------------------------------------------------------------------
 
@@ -242,7 +227,7 @@ class MachineService:
         return self.store.get_machine(name)
 
     def agent_ready(self, vm: VMInstance) -> bool:
-        return vm.state.kind in _LIVE and vm.id in self._agents
+        return vm.state.kind in _LIVE and self._agents.ready(vm.id)
 
     def machines_using_image(self, image: str) -> list[str]:
         return [vm.name for vm in self.store.list_machines() if vm.config.image == image]
@@ -268,47 +253,18 @@ class MachineService:
         backend: str = "qemu",
     ) -> VMInstance:
         """Check a create request and return the machine it describes (not yet stored)."""
-        if not NAME_RE.match(name):
-            raise InvalidInput(
-                f"bad machine name {name!r}: use 1-63 lower-case letters, digits, '-', '_' "
-                "or '.', starting with a letter or digit"
-            )
-        if not 1 <= cpus <= 64:
-            raise InvalidInput(f"bad cpus {cpus}: use a number from 1 to 64")
-        memory_mb = parse_size_mb(memory, "memory")
-        if memory_mb < 64:
-            raise InvalidInput(f"memory {memory!r} is too small: give the machine at least 64MB")
-        disk_mb = parse_size_mb(disk, "disk")
-        if disk_mb < 16:
-            raise InvalidInput(f"disk {disk!r} is too small: give the machine at least 16MB")
-        forwards = _parse_ports(ports)
-        self._check_host_ports(name, forwards)
-        if not image or "/" in image or image.startswith("."):
-            raise InvalidInput(f"bad image name {image!r}")
-        return VMInstance(
-            name=name,
-            config=VMConfig(
-                cpus=cpus,
-                memory_mb=memory_mb,
-                disk_mb=disk_mb,
-                image=image,
-                backend=backend,
-                ports=forwards,
-                template=template,
-            ),
+        vm = new_instance(
+            name,
+            image=image,
+            cpus=cpus,
+            memory=memory,
+            disk=disk,
+            ports=ports,
+            template=template,
+            backend=backend,
         )
-
-    def _check_host_ports(self, name: str, forwards: tuple[PortForward, ...]) -> None:
-        wanted = {(p.host, p.protocol) for p in forwards}
-        for other in self.store.list_machines():
-            if other.name == name:
-                continue
-            for p in other.config.ports:
-                if (p.host, p.protocol) in wanted:
-                    raise Conflict(
-                        f"host port {p.host}/{p.protocol} is already forwarded to machine "
-                        f"{other.name!r}; choose another host port"
-                    )
+        check_host_ports(vm, self.store.list_machines())
+        return vm
 
     async def create(
         self, vm: VMInstance, *, start: bool = True, boot_timeout: float = 120.0
@@ -316,7 +272,7 @@ class MachineService:
         """Persist a validated machine, make its data disk and (with ``start``) boot it.
 
         On any failure nothing is left: no VM process, no files, no row."""
-        _check_boot_timeout(boot_timeout)
+        check_boot_timeout(boot_timeout)
         async with self._operation(vm.name, "being created"):
             if self.store.find_machine(vm.name) is not None:
                 raise Conflict(
@@ -351,7 +307,7 @@ class MachineService:
             return vm
 
     async def start(self, name: str, boot_timeout: float = 120.0) -> VMInstance:
-        _check_boot_timeout(boot_timeout)
+        check_boot_timeout(boot_timeout)
         async with self._operation(name, "starting"):
             vm = self.store.get_machine(name)
             kind = vm.state.kind
@@ -445,7 +401,7 @@ class MachineService:
                 await asyncio.shield(hv.kill(handle))
             self._clean_run_dir(vm)
             raise
-        self._agents[vm.id] = agent
+        self._agents.put(vm.id, agent)
         self._start_monitor(vm, handle)
         log.info("machine %s is running (pid %d, %.1f s)", vm.name, handle.pid, boot_seconds)
         return vm
@@ -498,8 +454,8 @@ class MachineService:
         if handle is not None:
             with contextlib.suppress(Exception):
                 await asyncio.shield(self.hypervisor(vm.config.backend).kill(handle))
-        self._stop_monitor(vm.id)
-        await self._drop_agent(vm.id)
+        self._monitor.unwatch(vm.id)
+        await self._agents.drop(vm.id)
         self._clean_run_dir(vm)
         self._remove_files(vm)
         self.store.delete_machine(vm.id)
@@ -521,14 +477,14 @@ class MachineService:
         if kind is not VMStateKind.STOPPING:
             vm = self.store.transition(vm, _STOPPING)
         handle = _handle(vm)
-        self._stop_monitor(vm.id)
+        self._monitor.unwatch(vm.id)
         if handle is not None:
             hv = self.hypervisor(vm.config.backend)
             if force or kind is VMStateKind.ERROR:
                 await hv.kill(handle)
             else:
                 await self._graceful_stop(vm, hv, handle, timeout)
-        await self._drop_agent(vm.id)
+        await self._agents.drop(vm.id)
         self._clean_run_dir(vm)
         return self.store.transition(vm, _STOPPED, _stopped_runtime(vm))
 
@@ -627,8 +583,8 @@ class MachineService:
             handle = _handle(vm)
             if handle is not None:
                 await self.hypervisor(vm.config.backend).kill(handle)
-            self._stop_monitor(vm.id)
-            await self._drop_agent(vm.id)
+            self._monitor.unwatch(vm.id)
+            await self._agents.drop(vm.id)
             self._clean_run_dir(vm)
             self._remove_files(vm)
             self.store.delete_machine(vm.id)
@@ -659,8 +615,8 @@ class MachineService:
             async for event in exec_events(agent, request):
                 yield event
         except GuestError:
-            if not self._agent_alive(agent):
-                await self._drop_agent(vm.id, agent)
+            if agent.closed:
+                await self._agents.drop(vm.id, agent)
             raise
 
     async def logs(
@@ -671,87 +627,33 @@ class MachineService:
         if tail is not None and tail < 0:
             raise InvalidInput(f"bad tail {tail}: use a number of lines, 0 or more")
         vm = self.store.get_machine(name)
-        path = self.console_log(vm)
-        position = 0 if tail is None else tail_offset(path, tail)
-        decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
-        while True:
-            try:
-                with path.open("rb") as f:
-                    size = f.seek(0, 2)
-                    if size < position:  # a new boot truncated it
-                        position = 0
-                    f.seek(position)
-                    while chunk := f.read(64 * 1024):
-                        position += len(chunk)
-                        if text := decoder.decode(chunk):
-                            yield text
-            except FileNotFoundError:
-                pass
-            if not follow:
-                break
-            current = self.store.get_machine_by_id(vm.id)
-            if current is None or current.state.kind not in (*_LIVE, VMStateKind.CREATING):
-                break
-            await asyncio.sleep(0.2)
-        if rest := decoder.decode(b"", final=True):
-            yield rest
 
-    # -- agent connections ----------------------------------------------------------------
+        def still_running() -> bool:
+            current = self.store.get_machine_by_id(vm.id)
+            return current is not None and current.state.kind in (*_LIVE, VMStateKind.CREATING)
+
+        async for text in read_log(self.console_log(vm), tail, follow, still_running):
+            yield text
+
+    # -- agent connections and the process monitor ------------------------------------
 
     async def _agent(self, vm: VMInstance, handle: VMHandle) -> AgentClientLike:
         """The machine's agent connection, connecting (again) when there is none."""
-        lock = self._agent_locks.setdefault(vm.id, asyncio.Lock())
-        async with lock:
-            agent = self._agents.get(vm.id)
-            if agent is not None and self._agent_alive(agent):
-                return agent
-            if agent is not None:
-                await self._drop_agent(vm.id, agent)
-            try:
-                agent = await self._connector.connect(handle.agent_address, AGENT_CONNECT_TIMEOUT)
-            except CargoBayError as err:
-                raise GuestError(
-                    f"cannot reach the guest agent of machine {vm.name!r}: "
-                    f"{_first_line(str(err))}; check `cargobay vm logs {vm.name}` or restart it"
-                ) from err
-            self._agents[vm.id] = agent
-            return agent
-
-    @staticmethod
-    def _agent_alive(agent: AgentClientLike) -> bool:
-        closed = getattr(agent, "closed", False)
-        return not closed
-
-    async def _drop_agent(self, vm_id: str, agent: AgentClientLike | None = None) -> None:
-        current = self._agents.get(vm_id)
-        if agent is None or current is agent:
-            self._agents.pop(vm_id, None)
-        target = agent or current
-        if target is not None:
-            with contextlib.suppress(Exception):
-                await target.close()
-
-    # -- monitoring -----------------------------------------------------------------------
+        try:
+            return await self._agents.get(vm.id, handle.agent_address, AGENT_CONNECT_TIMEOUT)
+        except CargoBayError as err:
+            raise GuestError(
+                f"cannot reach the guest agent of machine {vm.name!r}: "
+                f"{_first_line(str(err))}; check `cargobay vm logs {vm.name}` or restart it"
+            ) from err
 
     def _start_monitor(self, vm: VMInstance, handle: VMHandle) -> None:
-        if self._closed:
-            return
-        self._stop_monitor(vm.id)
-        self._monitors[vm.id] = asyncio.create_task(
-            self._monitor(vm.name, vm.id, handle), name=f"monitor-{vm.name}"
-        )
+        name, vm_id = vm.name, vm.id
+        self._monitor.watch(vm_id, handle.pid, lambda: self._process_ended(name, vm_id, handle))
 
-    def _stop_monitor(self, vm_id: str) -> None:
-        task = self._monitors.pop(vm_id, None)
-        if task is not None and task is not asyncio.current_task():
-            task.cancel()
-
-    async def _monitor(self, name: str, vm_id: str, handle: VMHandle) -> None:
-        """Wait for the VM process to end; an end nobody asked for is an ERROR."""
-        await wait_process_exit(handle.pid)
+    async def _process_ended(self, name: str, vm_id: str, handle: VMHandle) -> None:
+        """The VM process ended without being asked to: the machine is in ERROR."""
         async with self._lock(name):
-            if self._monitors.get(vm_id) is asyncio.current_task():
-                del self._monitors[vm_id]
             vm = self.store.get_machine_by_id(vm_id)
             if vm is None or vm.state.kind not in _LIVE:
                 return
@@ -761,7 +663,7 @@ class MachineService:
             log.warning("machine %s: the VM process %d ended unexpectedly", name, handle.pid)
             with contextlib.suppress(Exception):
                 await self.hypervisor(vm.config.backend).kill(handle)  # reap, clean up
-            await self._drop_agent(vm_id)
+            await self._agents.drop(vm_id)
             self._clean_run_dir(vm)
             self.store.transition(
                 vm,
@@ -811,24 +713,6 @@ def _require_handle(vm: VMInstance) -> VMHandle:
 def _stopped_runtime(vm: VMInstance) -> RuntimeInfo:
     """What is kept of the runtime record once the VM process is gone."""
     return RuntimeInfo(console_log=vm.runtime.console_log)
-
-
-def _parse_ports(ports: list[str] | tuple[str, ...]) -> tuple[PortForward, ...]:
-    forwards = tuple(parse_port(p) for p in ports)
-    seen: set[tuple[int, str]] = set()
-    for p in forwards:
-        if (p.host, p.protocol) in seen:
-            raise InvalidInput(f"host port {p.host}/{p.protocol} is forwarded twice; use it once")
-        seen.add((p.host, p.protocol))
-    return forwards
-
-
-def _check_boot_timeout(boot_timeout: float) -> None:
-    if not 0 < boot_timeout <= MAX_BOOT_TIMEOUT:
-        raise InvalidInput(
-            f"bad boot_timeout {boot_timeout}: "
-            f"use a number of seconds from 1 to {MAX_BOOT_TIMEOUT:.0f}"
-        )
 
 
 def _first_line(text: str) -> str:

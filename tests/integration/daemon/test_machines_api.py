@@ -1,6 +1,7 @@
 """cargobayd as a process with real VMs, through the SDK: boot, exec, logs, the bad inputs
 of issue 3 (each a one-line error, the daemon still up, nothing half-created left), and
-re-adoption of a running VM after the daemon is killed with SIGKILL.
+re-adoption of a running VM after the daemon is killed with SIGKILL, and a VM that died
+while the daemon was down becoming ERROR.
 
 One VM is booted for the module and reused; a second boot (a guest that never answers)
 is the only other one.  The daemon sees an image store holding the shared default image
@@ -10,11 +11,13 @@ and a variant whose agent never starts (see tests/integration/machines/variants.
 from __future__ import annotations
 
 import contextlib
+import os
 import shutil
 import signal
 import subprocess
 import sys
 import tempfile
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -184,12 +187,38 @@ def test_daemon_killed_and_restarted_adopts_the_running_vm(setup: Setup) -> None
     assert qemu_pids(str(setup.paths.data.parent)) == [pid_before]
 
 
-def test_stop_and_delete(setup: Setup) -> None:
+def test_pause_and_resume(setup: Setup) -> None:
+    assert setup.client.pause(NAME)["state"]["kind"] == "paused"
+    with pytest.raises(Conflict, match="paused; resume it"):
+        setup.client.exec(NAME, ["true"])
+    assert setup.client.resume(NAME)["state"]["kind"] == "running"
+    assert setup.client.exec(NAME, ["true"]).exit_code == 0
+
+
+def test_vm_gone_while_the_daemon_was_down_is_an_error(setup: Setup) -> None:
     pid = qemu_pid(setup)
-    m = setup.client.stop(NAME, timeout=30)
-    assert m["state"]["kind"] == "stopped"
-    assert not process_alive(pid)
+    setup.daemon.send_signal(signal.SIGKILL)
+    setup.daemon.wait(timeout=30)
+    os.kill(pid, signal.SIGKILL)
+    deadline = time.monotonic() + 30
+    while process_alive(pid):
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
+    setup.start_daemon()
+    m = setup.client.get_machine(NAME)
+    assert m["state"]["kind"] == "error"
+    assert "ended while cargobayd was not running" in m["state"]["reason"]
+    assert m["runtime"]["handle"] is None
+    with pytest.raises(Conflict, match=f"cargobay vm start {NAME}"):
+        setup.client.exec(NAME, ["true"])
+    assert "".join(setup.client.logs(NAME, tail=5))  # the console log is kept
+
+
+def test_delete_leaves_nothing(setup: Setup) -> None:
     setup.client.delete(NAME)
     assert setup.client.list_machines() == []
     assert list(setup.paths.machines.iterdir()) == []
+    assert qemu_pids(str(setup.paths.data.parent)) == []
+    with pytest.raises(NotFound):
+        setup.client.get_machine(NAME)
     setup.assert_daemon_up()
