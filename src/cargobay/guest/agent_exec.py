@@ -358,7 +358,8 @@ class _Exec:
 
     async def serve(self) -> None:
         stream = self._stream
-        await write_frame(stream, Kind.STARTED, json.dumps({"pid": self.pid}).encode())
+        if self._req.started:
+            await write_frame(stream, Kind.STARTED, json.dumps({"pid": self.pid}).encode())
         if self._req.timeout is not None:
             self._timers.append(self._loop.call_later(self._req.timeout, self._on_timeout))
         pumps = [self._task(self._pump(fd, kind)) for fd, kind in self._outputs]
@@ -378,6 +379,7 @@ class _Exec:
             "signal": sig,
             "timed_out": self._timed_out,
             "duration": round(self._duration, 6),
+            "pid": self.pid,
         }
         await write_frame(stream, Kind.EXIT, json.dumps(result).encode())
         await stream.close()

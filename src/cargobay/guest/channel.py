@@ -8,8 +8,9 @@ virga ``Connection``.  Each returns the connection to run yamux on: the bytes it
 read past the preamble are not lost but handed back first (``BufferedConnection``).
 The agent side waits as long as it takes for a host (a virtio-serial port may stay
 silent for hours); the host side is bounded by its timeout and re-sends its request
-every ``SYNC_RESEND_INTERVAL`` seconds, since a request written while the guest was not
-listening may be dropped.
+(after 0.1 s, then doubling up to every ``SYNC_RESEND_INTERVAL`` seconds), since a
+request written while the guest was not listening is dropped by QEMU, and one that
+reaches a stale session of the agent breaks that session instead of being answered.
 
 ``read_frame`` / ``write_frame`` move protocol frames over a virga yamux ``Stream``; a
 write waits for the stream's window, so a slow reader on the other side slows the
@@ -49,6 +50,7 @@ __all__ = [
 ]
 
 SYNC_RESEND_INTERVAL = 1.0
+SYNC_FIRST_RESEND = 0.1
 # Longest line kept while looking for a sync request/reply; longer junk is dropped.
 _LINE_LIMIT = 4096
 _REQUEST_TOKEN = SYNC_REQUEST + b" "
@@ -238,6 +240,10 @@ async def host_sync(
     state = HostSync(nonce)
     deadline = None if timeout is None else loop.time() + timeout
     next_send = loop.time()
+    # Re-send soon at first, then every ``resend_interval``: a request can be lost when
+    # it breaks a stale session the agent still runs (a host that reconnects at once on
+    # a serial port), and repeats cost nothing (the agent drops them).
+    interval = min(SYNC_FIRST_RESEND, resend_interval)
     while state.version is None:
         now = loop.time()
         if deadline is not None and now >= deadline:
@@ -247,7 +253,8 @@ async def host_sync(
             )
         if now >= next_send:
             await conn.write_all(state.request)
-            next_send = now + resend_interval
+            next_send = now + interval
+            interval = min(interval * 2, resend_interval)
         wait_until = next_send if deadline is None else min(next_send, deadline)
         try:
             async with asyncio.timeout_at(wait_until):

@@ -302,7 +302,7 @@ class ExecProcess:
     def __init__(self, stream: Stream, pid: int, argv0: str) -> None:
         self._stream = stream
         self.pid = pid
-        self._what = f"exec {argv0!r} (pid {pid})"
+        self._what = f"exec {argv0!r}" + (f" (pid {pid})" if pid >= 0 else "")
         self.status: ExitStatus | None = None
         self._feeder: asyncio.Task[None] | None = None
         self._feed_error: BaseException | None = None
@@ -329,7 +329,10 @@ class ExecProcess:
             return Output("stderr", payload)
         if kind == Kind.EXIT:
             try:
-                self.status = ExitStatus.from_json(decode_json(payload))
+                result = decode_json(payload)
+                self.status = ExitStatus.from_json(result)
+                if self.pid < 0:
+                    self.pid = int(result.get("pid", -1))
             except (ValueError, TypeError) as err:
                 raise AgentError(f"{self._what}: malformed EXIT ({err})", kind="protocol") from err
             self._stop_feeding()
@@ -396,6 +399,33 @@ class ExecProcess:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._feeder
         await _release(self._stream, self.status is not None)
+
+
+def _exec_request(
+    argv: Sequence[str],
+    env: Mapping[str, str] | None,
+    cwd: str | None,
+    stdin: object,
+    tty: bool,
+    timeout: float | None,
+    rows: int,
+    cols: int,
+    *,
+    started: bool,
+) -> ExecRequest:
+    if isinstance(argv, str) or not argv or not all(isinstance(a, str) for a in argv):
+        raise ValueError("argv must be a non-empty sequence of strings")
+    return ExecRequest(
+        argv=tuple(argv),
+        env=dict(env) if env else None,
+        cwd=cwd,
+        stdin=stdin is not False,
+        tty=tty,
+        timeout=timeout,
+        rows=rows,
+        cols=cols,
+        started=started,
+    )
 
 
 # -- the client ------------------------------------------------------------------------------
@@ -551,29 +581,31 @@ class AgentClient:
         cols: int = 80,
         start_timeout: float | None = CALL_TIMEOUT,
     ) -> AsyncIterator[ExecProcess]:
-        """Start ``argv`` and yield the running ``ExecProcess``.
+        """Start ``argv`` and yield the running ``ExecProcess`` (its pid known).
 
         ``stdin``: False (the process reads /dev/null), True (send with
         ``proc.send_stdin``/``close_stdin``), or bytes / an async iterable of bytes that
         is sent, then closed.  ``timeout``: the guest kills the process group after that
-        many seconds (``status.timed_out``).
+        many seconds (``status.timed_out``).  ``start_timeout`` bounds the wait for the
+        agent to start the process.
         """
-        if isinstance(argv, str) or not argv:
-            raise ValueError("argv must be a non-empty sequence of strings")
-        request = ExecRequest(
-            argv=tuple(argv),
-            env=dict(env) if env else None,
-            cwd=cwd,
-            stdin=stdin is not False,
-            tty=tty,
-            timeout=timeout,
-            rows=rows,
-            cols=cols,
-        )
-        what = f"exec {argv[0]!r}"
+        request = _exec_request(argv, env, cwd, stdin, tty, timeout, rows, cols, started=True)
+        proc = await self._start(request, start_timeout)
+        if stdin is not False and stdin is not True:
+            proc._start_feeding(stdin)
+        try:
+            yield proc
+        finally:
+            await proc._finish()
+
+    async def _start(self, request: ExecRequest, start_timeout: float | None) -> ExecProcess:
+        """Send an exec request; wait for STARTED if it asks for one."""
+        what = f"exec {request.argv[0]!r}"
         with _translate(what):
             async with asyncio.timeout(start_timeout):
                 stream = await self._open(request)
+                if not request.started:
+                    return ExecProcess(stream, -1, request.argv[0])
                 try:
                     frame = await read_frame(stream)
                 except BaseException:
@@ -590,13 +622,7 @@ class AgentClient:
         except (ValueError, KeyError, TypeError) as err:
             await _release(stream, False)
             raise AgentError(f"{what}: malformed STARTED ({err})", kind="protocol") from err
-        proc = ExecProcess(stream, pid, argv[0])
-        if stdin is not False and stdin is not True:
-            proc._start_feeding(stdin)
-        try:
-            yield proc
-        finally:
-            await proc._finish()
+        return ExecProcess(stream, pid, request.argv[0])
 
     async def exec(
         self,
@@ -610,26 +636,29 @@ class AgentClient:
         rows: int = 24,
         cols: int = 80,
     ) -> ExecResult:
-        """Run ``argv`` to completion and collect its output."""
+        """Run ``argv`` to completion and collect its output.
+
+        Bounded by ``timeout`` + ``EXEC_TIMEOUT_MARGIN`` when a timeout is given
+        (``GuestTimeout`` past that); a timed-out process is a result, not an error.
+        """
+        # No STARTED: the pid comes with EXIT, and the guest sends one message less.
+        request = _exec_request(
+            argv, env, cwd, stdin is not None, tty, timeout, rows, cols, started=False
+        )
         out = bytearray()
         err = bytearray()
         limit = None if timeout is None else timeout + EXEC_TIMEOUT_MARGIN
-        what = f"exec {argv[0]!r}" if argv else "exec"
-        with _translate(what):
+        with _translate(f"exec {request.argv[0]!r}"):
             async with asyncio.timeout(limit):
-                async with self.exec_stream(
-                    argv,
-                    env=env,
-                    cwd=cwd,
-                    stdin=False if stdin is None else stdin,
-                    tty=tty,
-                    timeout=timeout,
-                    rows=rows,
-                    cols=cols,
-                ) as proc:
+                proc = await self._start(request, None)
+                if stdin is not None:
+                    proc._start_feeding(stdin)
+                try:
                     async for chunk in proc:
                         (out if chunk.stream == "stdout" else err).extend(chunk.data)
                     status = await proc.wait()
+                finally:
+                    await proc._finish()
         return ExecResult(pid=proc.pid, status=status, stdout=bytes(out), stderr=bytes(err))
 
     async def read_file_chunks(

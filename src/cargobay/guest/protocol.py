@@ -42,7 +42,7 @@ Every message on a stream is a frame: ``kind`` (1 byte), ``length`` (u32 big-end
     SIGNAL   'K'  JSON  host -> agent: {"signal": int, "group": bool (default false)}
     RESIZE   'W'  JSON  host -> agent: {"rows": int, "cols": int} (TTY only)
     EXIT     'X'  JSON  exec, final: {"exit_code": int|null, "signal": int|null,
-                        "timed_out": bool, "duration": float}
+                        "timed_out": bool, "duration": float, "pid": int}
 
 After its final frame the agent half-closes the stream; the host closes its side.
 Unknown fields in a JSON payload are ignored (forward compatibility).
@@ -54,10 +54,11 @@ Operations (the REQUEST's "op")
                   is an ERROR of kind "protocol"
     exec          {"argv": [str], "env": {str: str}|null, "cwd": str|null,
                    "stdin": bool, "tty": bool, "timeout": float|null,
-                   "rows": int, "cols": int}
+                   "rows": int, "cols": int, "started": bool (default true)}
                   -> STARTED, STDOUT/STDERR..., EXIT.  With "stdin": the host sends STDIN
                   frames and END.  SIGNAL at any time.  A timeout kills the process group
-                  (SIGKILL) and EXIT says timed_out.
+                  (SIGKILL) and EXIT says timed_out.  "started": false leaves out STARTED
+                  (one message less for a host that only collects the result).
     file.read     {"path", "offset": int, "length": int|null} -> DATA..., RESULT {"size"}
     file.write    {"path", "mode": int|null, "append": bool, "mkdirs": bool}
                   then host DATA..., END -> RESULT {"written": int}.  Written to a temporary
@@ -290,6 +291,7 @@ class ExecRequest:
     timeout: float | None = None
     rows: int = 24
     cols: int = 80
+    started: bool = True
     op: ClassVar[str] = "exec"
 
 
@@ -368,10 +370,10 @@ def _get_path(obj: dict[str, Any], key: str = "path") -> str:
     return path
 
 
-def _get_bool(obj: dict[str, Any], key: str) -> bool:
-    value = obj.get(key, False)
+def _get_bool(obj: dict[str, Any], key: str, *, default: bool = False) -> bool:
+    value = obj.get(key, default)
     if value is None:
-        return False
+        return default
     if not isinstance(value, bool):
         raise _bad(f"{key!r} must be true or false")
     return value
@@ -426,6 +428,7 @@ def _parse_exec(obj: dict[str, Any]) -> ExecRequest:
         timeout=None if timeout is None else float(timeout),
         rows=_get_req_int(obj, "rows", 24, 1, 0xFFFF),
         cols=_get_req_int(obj, "cols", 80, 1, 0xFFFF),
+        started=_get_bool(obj, "started", default=True),
     )
 
 

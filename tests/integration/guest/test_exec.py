@@ -17,7 +17,13 @@ import pytest
 from cargobay.errors import GuestError
 from cargobay.guest.channel import read_frame, write_frame
 from cargobay.guest.client import AgentClient, AgentError, Output
-from cargobay.guest.protocol import EXIT_OUTPUT_GRACE, PROTOCOL_VERSION, Kind
+from cargobay.guest.protocol import (
+    EXIT_OUTPUT_GRACE,
+    PROTOCOL_VERSION,
+    ExecRequest,
+    Kind,
+    encode_request,
+)
 
 from .conftest import AgentFactory, AgentProcess, pid_exists, wait_gone
 
@@ -61,6 +67,7 @@ async def test_exit_codes(client: AgentClient, argv: list[str], code: int) -> No
     assert result.ok is (code == 0)
     assert not result.timed_out
     assert result.duration >= 0
+    assert result.pid > 0  # from EXIT: exec() asks for no STARTED
     assert result.stdout == result.stderr == b""
 
 
@@ -333,3 +340,17 @@ async def test_bad_frames_during_an_exec_are_ignored(client: AgentClient) -> Non
         status = await proc.wait()
     assert status.ok
     assert output == b"got fine\n"
+
+
+async def test_started_can_be_left_out(client: AgentClient) -> None:
+    stream = await client.session.open_stream()
+    await stream.write(encode_request(ExecRequest(argv=("echo", "hi"), started=False)))
+    frames = []
+    while (frame := await read_frame(stream)) is not None:
+        frames.append(frame)
+    await stream.close()
+    assert [kind for kind, _ in frames] == [Kind.STDOUT, Kind.EXIT]
+    assert frames[0][1] == b"hi\n"
+    exit_ = json.loads(frames[1][1])
+    assert exit_["exit_code"] == 0
+    assert exit_["pid"] > 0

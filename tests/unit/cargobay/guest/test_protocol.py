@@ -103,6 +103,7 @@ REQUESTS: list[Request] = [
         timeout=2.5,
         rows=50,
         cols=132,
+        started=False,
     ),
     FileReadRequest(path="/etc/hostname"),
     FileReadRequest(path="/x", offset=10, length=0),
@@ -130,6 +131,7 @@ def test_defaults_are_filled_and_unknown_fields_ignored() -> None:
     assert req == ExecRequest(argv=("true",))
     assert isinstance(req, ExecRequest)
     assert (req.rows, req.cols, req.stdin, req.tty, req.timeout) == (24, 80, False, False, None)
+    assert req.started is True
 
 
 @pytest.mark.parametrize(
@@ -149,6 +151,7 @@ def test_defaults_are_filled_and_unknown_fields_ignored() -> None:
         ({"op": "exec", "argv": ["ls"], "timeout": True}, "invalid", "timeout"),
         ({"op": "exec", "argv": ["ls"], "timeout": "1"}, "invalid", "timeout"),
         ({"op": "exec", "argv": ["ls"], "stdin": 1}, "invalid", "stdin"),
+        ({"op": "exec", "argv": ["ls"], "started": "no"}, "invalid", "started"),
         ({"op": "exec", "argv": ["ls"], "rows": 0}, "invalid", "rows"),
         ({"op": "exec", "argv": ["ls"], "cols": 70000}, "invalid", "cols"),
         ({"op": "exec", "argv": ["ls"], "rows": True}, "invalid", "rows"),
