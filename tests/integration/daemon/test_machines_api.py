@@ -32,6 +32,7 @@ from cargobay.sdk import CargoBayClient, daemon_environment
 from tests.integration.daemon.conftest import kill_qemus, qemu_pids, wait_answering
 from tests.integration.machines.variants import (
     NEVER_ANSWERS,
+    PANICS,
     image_store_with_variants,
     shared_cache_dir,
 )
@@ -104,6 +105,24 @@ def qemu_pid(setup: Setup) -> int:
     return int(handle["pid"])
 
 
+def test_images(setup: Setup, default_image: tuple[Path, ImageManifest]) -> None:
+    names = [i["name"] for i in setup.client.list_images()]
+    assert names == sorted(["default", NEVER_ANSWERS, PANICS])
+    # The shared image is up to date (the session fixture built it): a quick "done".
+    events = list(setup.client.build_image("default"))
+    assert events[-1]["type"] == "done"
+    assert events[-1]["image"]["recipe_hash"] == default_image[1].recipe_hash
+    assert all(e["type"] == "progress" for e in events[:-1])
+    assert all({"step", "fraction", "message"} <= e.keys() for e in events[:-1])
+    setup.client.delete_image(PANICS)
+    assert PANICS not in [i["name"] for i in setup.client.list_images()]
+    assert (default_image[0] / "rootfs.ext4").is_file()  # links removed, not their targets
+    with pytest.raises(NotFound, match="no image named"):
+        setup.client.delete_image(PANICS)
+    with pytest.raises(InvalidInput, match="invalid image name"):
+        list(setup.client.build_image("Bad/Name"))
+
+
 def test_create_boots_and_answers(setup: Setup) -> None:
     m = setup.client.create_machine(NAME, memory="320MB", disk="256MB", boot_timeout=180)
     assert m["name"] == NAME
@@ -137,6 +156,7 @@ def test_logs(setup: Setup) -> None:
 def test_bad_inputs_are_one_line_errors_and_the_daemon_stays_up(setup: Setup) -> None:
     c = setup.client
     cases: list[tuple[type[Exception], str, object]] = [
+        (Conflict, f"used by machine(s) {NAME}", lambda: c.delete_image("default")),
         (NotFound, "no machine named 'ghost'", lambda: c.exec("ghost", ["true"])),
         (NotFound, "no machine named 'ghost'", lambda: c.stop("ghost")),
         (Conflict, "already exists", lambda: c.create_machine(NAME, start=False)),
@@ -185,6 +205,16 @@ def test_daemon_killed_and_restarted_adopts_the_running_vm(setup: Setup) -> None
     assert setup.client.get_machine(NAME)["agent_ready"] is True
     assert qemu_pid(setup) == pid_before
     assert qemu_pids(str(setup.paths.data.parent)) == [pid_before]
+
+
+def test_daemon_shut_down_through_the_api_leaves_the_vm_running(setup: Setup) -> None:
+    pid_before = qemu_pid(setup)
+    setup.client.shutdown_daemon()
+    assert setup.daemon.wait(timeout=30) == 0
+    assert process_alive(pid_before)
+    setup.start_daemon()
+    assert setup.client.exec(NAME, ["true"]).exit_code == 0
+    assert qemu_pid(setup) == pid_before
 
 
 def test_pause_and_resume(setup: Setup) -> None:
