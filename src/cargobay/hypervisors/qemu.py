@@ -17,6 +17,10 @@ the ``button`` and ``evdev`` modules powers off on it), waits ``timeout`` second
 process to end, then kills it.  A guest that handles no power button simply runs into the
 timeout; the machines service asks the guest agent to shut down first.
 
+Files.  Sockets and the pidfile live in ``spec.run_dir``; ``console.log`` (the serial
+console) and ``qemu.log`` (QEMU's own messages) in ``spec.state_dir``, where a start
+first renames the previous boot's logs to ``*.log.1``.
+
 Runstates from ``query-status`` map to ``VMStatus``: running -> RUNNING, paused/suspended
 -> PAUSED, shutdown -> STOPPED, anything else (internal-error, guest-panicked, ...) ->
 UNKNOWN, as is a live process whose QMP does not answer within ``QMP_TIMEOUT``.
@@ -56,6 +60,13 @@ __all__ = ["QemuHypervisor"]
 
 log = logging.getLogger(__name__)
 
+_QMP_LOGGER = logging.getLogger(__name__ + ".qmp")
+"""qemu.qmp logs every failed connect at ERROR; the errors reach our callers as
+``HypervisorError``s, so its own records go here, quiet unless asked for (set this
+logger's level to DEBUG to see them)."""
+if _QMP_LOGGER.level == logging.NOTSET:
+    _QMP_LOGGER.setLevel(logging.CRITICAL)
+
 QEMU_ENV = "CARGOBAY_QEMU"
 DEFAULT_QEMU = "qemu-system-x86_64"
 VHOST_VSOCK = Path("/dev/vhost-vsock")
@@ -65,6 +76,7 @@ LAUNCH_TIMEOUT = 30.0
 QMP_READY_TIMEOUT = 10.0
 QMP_TIMEOUT = 3.0
 """One QMP session (connect + commands) on a live VM."""
+QMP_CONNECT_ATTEMPTS = 3
 KILL_WAIT = 5.0
 LOG_TAIL_LINES = 12
 
@@ -143,6 +155,34 @@ def _tail(path: Path, lines: int = LOG_TAIL_LINES) -> str:
 def _kill_pid(pid: int) -> None:
     with contextlib.suppress(ProcessLookupError):
         os.kill(pid, signal.SIGKILL)
+
+
+def _processes_with_pidfile(pidfile: Path) -> list[int]:
+    """Pids of the processes started with ``-pidfile PIDFILE`` (launcher, forks, QEMU)."""
+    wanted = b"\0-pidfile\0" + str(pidfile).encode() + b"\0"
+    found = []
+    for entry in os.scandir("/proc"):
+        if not entry.name.isdigit():
+            continue
+        try:
+            cmdline = Path(entry.path, "cmdline").read_bytes()
+        except OSError:
+            continue
+        if wanted in cmdline and _alive(int(entry.name)):
+            found.append(int(entry.name))
+    return found
+
+
+async def _kill_leftovers(pidfile: Path, timeout: float = KILL_WAIT) -> None:
+    """SIGKILL every process started with this pidfile until none is left (bounded)."""
+    deadline = time.monotonic() + timeout
+    while pids := _processes_with_pidfile(pidfile):
+        for pid in pids:
+            _kill_pid(pid)
+        if time.monotonic() >= deadline:
+            log.warning("QEMU processes %s (pidfile %s) survive SIGKILL", pids, pidfile)
+            return
+        await asyncio.sleep(0.02)
 
 
 def _vsock_cid(vm_id: str, attempt: int) -> int:
@@ -255,6 +295,9 @@ class QemuHypervisor:
         for stale in (*layout.sockets(), layout.pidfile):
             with contextlib.suppress(FileNotFoundError):
                 stale.unlink()
+        for previous in (layout.console_log, layout.qemu_log):  # keep the last boot's logs
+            with contextlib.suppress(FileNotFoundError):
+                previous.replace(previous.with_name(previous.name + ".1"))
         log.debug("starting VM %s: %s", spec.name, " ".join(argv))
         pid: int | None = None
         try:
@@ -272,14 +315,17 @@ class QemuHypervisor:
             try:
                 out, _ = await asyncio.wait_for(proc.communicate(), timeout=LAUNCH_TIMEOUT)
             except TimeoutError:
-                _kill_pid(proc.pid)
-                await proc.wait()
                 raise HypervisorError(
                     f"QEMU did not finish starting VM {spec.name!r} within "
                     f"{LAUNCH_TIMEOUT:.0f} s; its log: {layout.qemu_log}\n"
                     f"{_tail(layout.qemu_log)}"
                 ) from None
-            message = out.decode(errors="replace").strip()
+            # With -D, QEMU's own error messages go to the log file, not to stderr.
+            message = "\n".join(
+                part
+                for part in (out.decode(errors="replace").strip(), _tail(layout.qemu_log))
+                if part
+            )
             if proc.returncode != 0:
                 if options.vsock_cid is not None and "guest cid" in message.lower():
                     raise _CidInUse(message)
@@ -320,10 +366,17 @@ class QemuHypervisor:
             await self._wait_qmp(handle, spec)
             return handle
         except BaseException:
+            # Whatever stage failed or was cancelled: the launcher, its daemonized child
+            # (which may not have written its pidfile yet) - nothing may stay running.
+            if proc.returncode is None:
+                _kill_pid(proc.pid)
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.shield(asyncio.wait_for(proc.wait(), timeout=KILL_WAIT))
             if pid is not None:
                 _kill_pid(pid)
-                with contextlib.suppress(FileNotFoundError):
-                    layout.pidfile.unlink()
+            await asyncio.shield(_kill_leftovers(layout.pidfile))
+            with contextlib.suppress(FileNotFoundError):
+                layout.pidfile.unlink()
             raise
 
     async def _wait_qmp(self, handle: VMHandle, spec: VMSpec) -> None:
@@ -432,11 +485,26 @@ class QemuHypervisor:
     async def _session(
         self, handle: VMHandle, timeout: float = QMP_TIMEOUT
     ) -> AsyncIterator[QMPClient]:
-        """A QMP session on the VM's socket; every step inside shares ``timeout``."""
-        client = QMPClient(f"cargobay-{handle.vm_id[:8]}")
+        """A QMP session on the VM's socket; every step inside shares ``timeout``.
+
+        A failed connect is retried (within the same time budget): when the previous
+        client was one that gave up waiting, QEMU first works through such abandoned
+        connections, and a new one has been seen to fail once with EINVAL on its first
+        read.  Only connecting is retried, never a command."""
+        client: QMPClient | None = None
         try:
             async with asyncio.timeout(timeout):
-                await client.connect(handle.control_socket)
+                for attempt in range(1, QMP_CONNECT_ATTEMPTS + 1):
+                    client = QMPClient(f"cargobay-{handle.vm_id[:8]}")
+                    client.logger = _QMP_LOGGER
+                    try:
+                        await client.connect(handle.control_socket)
+                        break
+                    except (QMPError, OSError, EOFError):
+                        if attempt == QMP_CONNECT_ATTEMPTS or not _is_our_vm(handle):
+                            raise
+                    await asyncio.sleep(0.05 * attempt)
+                assert client is not None
                 yield client
         except TimeoutError as err:
             raise HypervisorError(
@@ -445,7 +513,7 @@ class QemuHypervisor:
         except (QMPError, OSError, EOFError) as err:
             raise HypervisorError(f"QMP on {handle.control_socket} failed: {err}") from err
         finally:
-            if client.runstate != Runstate.IDLE:
+            if client is not None and client.runstate != Runstate.IDLE:
                 with contextlib.suppress(Exception):
                     await asyncio.wait_for(client.disconnect(), timeout=2)
 
