@@ -41,6 +41,8 @@ import logging
 import mmap
 import os
 import platform
+import shutil
+import signal
 import struct
 import tempfile
 import time
@@ -355,7 +357,12 @@ async def probe_kvm(
         cmdline = "console=ttyS0 panic=-1 reboot=t"
         if accel == "tcg":
             cmdline = " ".join([cmdline, *tcg_kernel_params()])
+        # If this process dies mid-probe, nobody kills the probe guest, which may hang
+        # forever under a broken KVM: coreutils' timeout bounds its life on its own.
+        limit = shutil.which("timeout")
+        lifetime = [limit, "-s", "KILL", str(int(timeout) + 10)] if limit else []
         argv = [
+            *lifetime,
             qemu,
             "-M",
             f"microvm,accel={accel},acpi=on",
@@ -393,7 +400,7 @@ async def probe_kvm(
         finally:
             if proc.returncode is None:
                 with contextlib.suppress(ProcessLookupError):
-                    proc.kill()
+                    os.killpg(proc.pid, signal.SIGKILL)  # timeout and QEMU: one group
             # Reaping a SIGKILLed process is quick; the bound only guards the impossible.
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(proc.wait(), timeout=5)

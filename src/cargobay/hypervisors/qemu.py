@@ -402,11 +402,11 @@ class QemuHypervisor:
         )
 
     async def stop(self, handle: VMHandle, timeout: float = 10.0) -> None:
-        async with self._lock(handle):
+        pressed = False
+        async with self._lock(handle):  # held for the QMP session only, not the wait
             if not _is_our_vm(handle):
                 self._forget(handle)
                 return
-            pressed = False
             try:
                 async with self._session(handle) as qmp:
                     state = await qmp.execute("query-status")
@@ -416,10 +416,10 @@ class QemuHypervisor:
                     pressed = True
             except HypervisorError as err:
                 log.info("VM %s: no graceful stop (%s); killing it", handle.vm_id, err)
-            if pressed and await _wait_gone(handle, max(timeout, 0.0)):
-                self._forget(handle)
-                return
-            await self._kill(handle)
+        if pressed and await _wait_gone(handle, max(timeout, 0.0)):
+            self._forget(handle)
+            return
+        await self.kill(handle)
 
     async def kill(self, handle: VMHandle) -> None:
         async with self._lock(handle):

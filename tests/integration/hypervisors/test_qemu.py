@@ -196,3 +196,19 @@ async def test_a_cancelled_start_leaves_nothing_running(
         return
     await asyncio.sleep(0.2)
     assert processes_using(spec.run_dir) == []
+
+
+async def test_status_answers_while_a_stop_waits(qemu_hv: Hypervisor, vms: VMFactory) -> None:
+    """stop() waits for the guest without blocking the VM's other calls."""
+    handle = await vms.start(qemu_hv, vms.spec())
+    stopping = asyncio.ensure_future(qemu_hv.stop(handle, timeout=8))
+    try:
+        await asyncio.sleep(0.5)
+        loop = asyncio.get_running_loop()
+        began = loop.time()
+        status = await qemu_hv.status(handle)
+        assert loop.time() - began < QMP_TIMEOUT + 1
+        assert status in (VMStatus.RUNNING, VMStatus.STOPPED)
+    finally:
+        await stopping
+    assert await qemu_hv.status(handle) is VMStatus.STOPPED
