@@ -34,7 +34,7 @@ from typing import Final
 
 from cargobay.guest.agent_exec import ExecService, set_child_subreaper
 from cargobay.guest.agent_files import file_list, file_read, file_stat, file_write
-from cargobay.guest.channel import agent_sync, read_frame, write_frame
+from cargobay.guest.channel import agent_sync, read_frame, sync_hello, write_frame
 from cargobay.guest.protocol import (
     AGENT_PORT_NAME,
     AGENT_VERSION,
@@ -64,6 +64,8 @@ log = logging.getLogger("cargobay.agent")
 VIRTIO_PORTS: Final = "/sys/class/virtio-ports"
 REQUEST_TIMEOUT: Final = 60.0
 """Seconds a host may take to send a stream's REQUEST frame after opening it."""
+SHUTDOWN_TEARDOWN: Final = 1.0
+"""Seconds ``shutdown`` waits for the host to take its answer, and then for sessions."""
 _RB_AUTOBOOT: Final = 0x01234567
 _RB_POWER_OFF: Final = 0x4321FEDC
 
@@ -166,7 +168,13 @@ class Agent:
                 await listener.close()
                 for task in list(self._connections):
                     task.cancel()
-                await asyncio.gather(*self._connections, return_exceptions=True)
+                if self.shutdown_request is not None and self._connections:
+                    # Closing a session says GoAway, which a host that already left (as
+                    # it does after shutdown) never takes off a serial port: do not wait
+                    # for that flush; asyncio.run cancels what is left.
+                    await asyncio.wait(self._connections, timeout=SHUTDOWN_TEARDOWN)
+                else:
+                    await asyncio.gather(*self._connections, return_exceptions=True)
         finally:
             await self.exec.stop(loop)
             if not self.is_init:
@@ -201,6 +209,7 @@ class Agent:
         session: Session | None = None
         requests: set[asyncio.Task[None]] = set()
         try:
+            await conn.write_all(sync_hello())
             synced, _ = await agent_sync(conn)
             log.info("host connected on %s", conn.description)
             session = Session.server(synced, self._yamux)
@@ -282,11 +291,17 @@ class Agent:
         await write_frame(stream, Kind.RESULT, json.dumps(result).encode())
 
     async def _shutdown(self, stream: Stream, req: ShutdownRequest) -> None:
-        log.info("%s requested by %s", "reboot" if req.reboot else "shutdown", "the host")
+        log.info("%s requested by the host", "reboot" if req.reboot else "shutdown")
         await write_frame(stream, Kind.RESULT, b"{}")
         await stream.close()
+        # The host closes its side once it has read the answer: wait (briefly) for that,
+        # so the answer is not lost in a buffer when the guest goes down.
+        with contextlib.suppress(VirgaError, TimeoutError):
+            async with asyncio.timeout(SHUTDOWN_TEARDOWN):
+                while await stream.read():
+                    pass
         self.shutdown_request = req
-        self._stop.set()  # closing the sessions flushes the answer out
+        self._stop.set()
 
 
 def _reap_all() -> bool:

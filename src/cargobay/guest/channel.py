@@ -8,9 +8,8 @@ virga ``Connection``.  Each returns the connection to run yamux on: the bytes it
 read past the preamble are not lost but handed back first (``BufferedConnection``).
 The agent side waits as long as it takes for a host (a virtio-serial port may stay
 silent for hours); the host side is bounded by its timeout and re-sends its request
-(after 0.1 s, then doubling up to every ``SYNC_RESEND_INTERVAL`` seconds), since a
-request written while the guest was not listening is dropped by QEMU, and one that
-reaches a stale session of the agent breaks that session instead of being answered.
+(after 0.1 s, then doubling up to every ``SYNC_RESEND_INTERVAL`` seconds, and at once
+when the agent says hello): see the protocol docstring for why.
 
 ``read_frame`` / ``write_frame`` move protocol frames over a virga yamux ``Stream``; a
 write waits for the stream's window, so a slow reader on the other side slows the
@@ -25,6 +24,7 @@ import os
 from cargobay.guest.protocol import (
     FRAME_HEADER,
     PROTOCOL_VERSION,
+    SYNC_HELLO,
     SYNC_REPLY,
     SYNC_REQUEST,
     RequestError,
@@ -44,6 +44,7 @@ __all__ = [
     "host_sync",
     "new_nonce",
     "read_frame",
+    "sync_hello",
     "sync_reply",
     "sync_request",
     "write_frame",
@@ -123,6 +124,10 @@ def sync_reply(nonce: bytes, version: int = PROTOCOL_VERSION) -> bytes:
     return SYNC_REPLY + b" " + nonce + b" " + str(version).encode() + b"\n"
 
 
+def sync_hello(version: int = PROTOCOL_VERSION) -> bytes:
+    return SYNC_HELLO + b" " + str(version).encode() + b"\n"
+
+
 class AgentSync:
     """The agent's side of the preamble, sans-IO: feed bytes, send what it returns.
 
@@ -168,7 +173,9 @@ class HostSync:
     """The host's side of the preamble, sans-IO: send ``request``, feed what comes back.
 
     ``version`` is set (and ``leftover`` holds the bytes after the reply line) once the
-    reply carrying this nonce arrived.  ``RemoteProtocolError`` for a malformed reply.
+    reply carrying this nonce arrived.  ``hello`` turns true when the agent announced
+    itself (the caller re-sends ``request`` then, and clears it).  ``RemoteProtocolError``
+    for a malformed reply.
     """
 
     def __init__(self, nonce: bytes | None = None) -> None:
@@ -180,6 +187,7 @@ class HostSync:
         self._buf = bytearray()
         self.version: int | None = None
         self.leftover = b""
+        self.hello = False
 
     def receive_data(self, data: bytes) -> None:
         if self.version is not None:
@@ -189,8 +197,12 @@ class HostSync:
         marker = self._marker
         at = buf.find(marker)
         if at < 0:
+            hello = buf.rfind(SYNC_HELLO)
+            if hello >= 0:
+                self.hello = True
+                del buf[: hello + len(SYNC_HELLO)]
             if len(buf) > _LINE_LIMIT:
-                del buf[: -len(marker)]
+                del buf[: -max(len(marker), len(SYNC_HELLO))]
             return
         end = buf.find(b"\n", at)
         if end < 0:
@@ -229,6 +241,7 @@ async def host_sync(
     timeout: float | None,
     nonce: bytes | None = None,
     resend_interval: float = SYNC_RESEND_INTERVAL,
+    first_resend: float = SYNC_FIRST_RESEND,
 ) -> tuple[Connection, int]:
     """Sync with the agent on ``conn``: returns ``(connection, agent protocol version)``.
 
@@ -243,7 +256,7 @@ async def host_sync(
     # Re-send soon at first, then every ``resend_interval``: a request can be lost when
     # it breaks a stale session the agent still runs (a host that reconnects at once on
     # a serial port), and repeats cost nothing (the agent drops them).
-    interval = min(SYNC_FIRST_RESEND, resend_interval)
+    interval = min(first_resend, resend_interval)
     while state.version is None:
         now = loop.time()
         if deadline is not None and now >= deadline:
@@ -269,6 +282,10 @@ async def host_sync(
             state.receive_data(data)
         except RemoteProtocolError as err:
             raise RemoteProtocolError(f"{conn.description}: {err}") from err
+        if state.hello:
+            # The agent just opened the channel: what we sent before may be lost.
+            state.hello = False
+            next_send = loop.time()
     leftover = state.leftover
     return (BufferedConnection(conn, leftover) if leftover else conn), state.version
 

@@ -9,13 +9,22 @@ chardev Unix socket), or any virga address given with ``--listen``.  Because a s
 port keeps no notion of "a new connection", every host connection starts with a sync
 preamble before yamux, like qemu-ga's ``guest-sync-delimited``:
 
-    host  -> agent   b"\\n" SYNC_REQUEST b" " NONCE b"\\n"    (re-sent every second until answered)
+    host  -> agent   b"\\n" SYNC_REQUEST b" " NONCE b"\\n"    (re-sent until answered)
     agent -> host    SYNC_REPLY b" " NONCE b" " PROTOCOL_VERSION b"\\n"
 
 NONCE is 1-64 characters of ``[A-Za-z0-9._-]``, fresh for every host connection.  The
 agent discards every byte before a sync request line; the host discards every byte
 before the reply carrying its nonce.  Then both run a virga yamux session: the host is
 the yamux client and opens one stream per request, the agent is the server.
+
+The host re-sends its request after 0.1 s, then at doubling intervals up to every
+second: a request written while the guest port was closed is dropped by QEMU, and one
+that reaches a stale session of the agent (a host that left and came back before the
+agent noticed) breaks that session instead of being answered.  When the agent opens
+the channel (a virtio-serial port once a host is there, or an accepted connection) it
+announces itself, and a host still waiting re-sends its request at once:
+
+    agent -> host    SYNC_HELLO b" " PROTOCOL_VERSION b"\\n"
 
 Because the host re-sends its request until it sees the reply, the agent may read the
 same request again after it has answered (several may be queued while the guest boots).
@@ -111,6 +120,7 @@ __all__ = [
     "MAX_FRAME",
     "PROTOCOL_VERSION",
     "QGA_PORT_NAME",
+    "SYNC_HELLO",
     "SYNC_REPLY",
     "SYNC_REQUEST",
     "ExecRequest",
@@ -140,6 +150,7 @@ AGENT_PORT_NAME: Final = "cargobay.agent"
 QGA_PORT_NAME: Final = "org.qemu.guest_agent.0"
 SYNC_REQUEST: Final = b"CARGOBAY-SYNC"
 SYNC_REPLY: Final = b"CARGOBAY-SYNC-OK"
+SYNC_HELLO: Final = b"CARGOBAY-AGENT-HELLO"
 FRAME_HEADER: Final = struct.Struct(">cI")
 MAX_FRAME: Final = 16 * 1024 * 1024
 """Largest frame payload accepted; DATA/STDOUT are sent in chunks far below it."""

@@ -17,8 +17,9 @@ from pathlib import Path
 import pytest
 
 from cargobay.errors import GuestTimeout
-from cargobay.guest.channel import host_sync, sync_request
+from cargobay.guest.channel import AgentSync, host_sync, sync_hello, sync_request
 from cargobay.guest.client import AgentClient, AgentError, wait_ready
+from cargobay.guest.protocol import PROTOCOL_VERSION
 from virga.connection import connect, listen
 from virga.connection.serial import serial_connection_from_fd
 
@@ -190,6 +191,36 @@ async def test_wait_ready_is_bounded(tmp_path: Path) -> None:
             await wait_ready(f"unix:{tmp_path}/silent.sock", timeout=2.5)
         task.cancel()
     assert received.count(b"CARGOBAY-SYNC ") >= 2
+
+
+async def test_the_agent_hello_makes_the_host_resend_at_once(tmp_path: Path) -> None:
+    # A fake agent that loses the first request (as QEMU drops what a closed guest port
+    # would get), then opens the channel and says hello.  The host's own re-send is an
+    # hour away: only the hello can get it answered in time.
+    async with await listen(f"unix:{tmp_path}/fake.sock") as listener:
+
+        async def fake_agent() -> None:
+            conn = await listener.accept()
+            assert (await conn.read()).strip().startswith(b"CARGOBAY-SYNC ")
+            await conn.write_all(sync_hello())
+            state = AgentSync()
+            while state.nonce is None:
+                reply = state.receive_data(await conn.read())
+                if reply:
+                    await conn.write_all(reply)
+            await asyncio.sleep(30)
+
+        task = asyncio.ensure_future(fake_agent())
+        conn = await connect(f"unix:{tmp_path}/fake.sock")
+        try:
+            async with asyncio.timeout(10):
+                _, version = await host_sync(
+                    conn, timeout=None, resend_interval=3600, first_resend=3600
+                )
+            assert version == PROTOCOL_VERSION
+        finally:
+            task.cancel()
+            await conn.close()
 
 
 def test_the_agent_imports_only_the_standard_library_and_virga() -> None:

@@ -9,7 +9,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from cargobay.guest.agent import find_port_device
-from cargobay.guest.channel import AgentSync, HostSync, sync_reply, sync_request
+from cargobay.guest.channel import AgentSync, HostSync, sync_hello, sync_reply, sync_request
 from cargobay.guest.protocol import PROTOCOL_VERSION, SYNC_REPLY, SYNC_REQUEST
 from virga.errors import RemoteProtocolError
 
@@ -118,6 +118,19 @@ def test_host_finds_its_reply_among_others() -> None:
     host.receive_data(b"\n" + YAMUX)
     assert host.version == 1
     assert host.leftover == YAMUX
+
+
+def test_host_notices_the_agent_hello() -> None:
+    host = HostSync(b"n")
+    host.receive_data(b"junk " + sync_hello()[:5])
+    assert not host.hello
+    host.receive_data(sync_hello()[5:])
+    assert host.hello
+    host.hello = False
+    host.receive_data(b"more junk\n")
+    assert not host.hello  # the same hello counts once
+    host.receive_data(sync_hello() + sync_reply(b"n"))
+    assert host.version == PROTOCOL_VERSION
 
 
 def test_host_nonces_are_fresh() -> None:
