@@ -35,7 +35,6 @@ import hashlib
 import logging
 import os
 import shutil
-import signal
 import time
 from collections.abc import AsyncIterator, Mapping
 from pathlib import Path
@@ -46,6 +45,7 @@ from qemu.qmp.protocol import Runstate
 
 from cargobay.errors import HypervisorError, InvalidInput
 from cargobay.hypervisors import accel as accel_mod
+from cargobay.hypervisors import process
 from cargobay.hypervisors.accel import AccelChoice
 from cargobay.hypervisors.base import Features, VMHandle, VMSpec, VMStatus
 from cargobay.hypervisors.qemu_cmdline import (
@@ -88,101 +88,24 @@ _RUNSTATES = {
 }
 
 
-# -- processes ----------------------------------------------------------------------------
-
-
-def _boot_id() -> str:
-    try:
-        return Path("/proc/sys/kernel/random/boot_id").read_text().strip()
-    except OSError:
-        return ""
-
-
-def _proc_stat(pid: int) -> list[str] | None:
-    """The fields of /proc/PID/stat after "pid (comm)"; field 3 (state) is index 0."""
-    try:
-        text = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return None
-    return text.rpartition(")")[2].split()
-
-
-def _start_time(pid: int) -> str | None:
-    fields = _proc_stat(pid)
-    return fields[19] if fields and len(fields) > 19 else None  # field 22: starttime
-
-
-def _alive(pid: int) -> bool:
-    """The process exists and is not a zombie (an exited QEMU not yet reaped by init)."""
-    fields = _proc_stat(pid) if pid > 0 else None
-    return bool(fields) and fields[0] not in ("Z", "X")  # type: ignore[index]
-
-
 def _is_our_vm(handle: VMHandle) -> bool:
-    """``handle.pid`` is alive and is the very process the handle was made for."""
-    if not _alive(handle.pid):
-        return False
-    start, boot = handle.extra.get("proc_start"), handle.extra.get("boot_id")
-    if start and boot:
-        return boot == _boot_id() and _start_time(handle.pid) == start
-    try:  # a handle without the identity fields: fall back to the command line
-        cmdline = Path(f"/proc/{handle.pid}/cmdline").read_bytes()
-    except OSError:
-        return False
-    return handle.control_socket.encode() in cmdline
+    """``handle.pid`` is alive and is the very QEMU the handle was made for."""
+    return process.is_same_process(
+        handle.pid,
+        handle.extra.get("proc_start"),
+        handle.extra.get("boot_id"),
+        handle.control_socket,
+    )
 
 
 async def _wait_gone(handle: VMHandle, timeout: float) -> bool:
-    deadline = time.monotonic() + timeout
-    while _is_our_vm(handle):
-        if time.monotonic() >= deadline:
-            return False
-        await asyncio.sleep(0.05)
-    return True
-
-
-def _tail(path: Path, lines: int = LOG_TAIL_LINES) -> str:
-    try:
-        with path.open("rb") as f:
-            f.seek(0, os.SEEK_END)
-            f.seek(max(0, f.tell() - 16384))
-            text = f.read().decode(errors="replace")
-    except OSError:
-        return ""
-    return "\n".join([line for line in text.splitlines() if line.strip()][-lines:])
-
-
-def _kill_pid(pid: int) -> None:
-    with contextlib.suppress(ProcessLookupError):
-        os.kill(pid, signal.SIGKILL)
-
-
-def _processes_with_pidfile(pidfile: Path) -> list[int]:
-    """Pids of the processes started with ``-pidfile PIDFILE`` (launcher, forks, QEMU)."""
-    wanted = b"\0-pidfile\0" + str(pidfile).encode() + b"\0"
-    found = []
-    for entry in os.scandir("/proc"):
-        if not entry.name.isdigit():
-            continue
-        try:
-            cmdline = Path(entry.path, "cmdline").read_bytes()
-        except OSError:
-            continue
-        if wanted in cmdline and _alive(int(entry.name)):
-            found.append(int(entry.name))
-    return found
-
-
-async def _kill_leftovers(pidfile: Path, timeout: float = KILL_WAIT) -> None:
-    """SIGKILL every process started with this pidfile until none is left (bounded)."""
-    deadline = time.monotonic() + timeout
-    while pids := _processes_with_pidfile(pidfile):
-        for pid in pids:
-            _kill_pid(pid)
-        if time.monotonic() >= deadline:
-            log.warning("QEMU processes %s (pidfile %s) survive SIGKILL", pids, pidfile)
-            return
-        await asyncio.sleep(0.02)
+    return await process.wait_gone(
+        handle.pid,
+        handle.extra.get("proc_start"),
+        handle.extra.get("boot_id"),
+        timeout,
+        handle.control_socket,
+    )
 
 
 def _vsock_cid(vm_id: str, attempt: int) -> int:
@@ -318,12 +241,15 @@ class QemuHypervisor:
                 raise HypervisorError(
                     f"QEMU did not finish starting VM {spec.name!r} within "
                     f"{LAUNCH_TIMEOUT:.0f} s; its log: {layout.qemu_log}\n"
-                    f"{_tail(layout.qemu_log)}"
+                    f"{process.log_tail(layout.qemu_log)}"
                 ) from None
             # With -D, QEMU's own error messages go to the log file, not to stderr.
             message = "\n".join(
                 part
-                for part in (out.decode(errors="replace").strip(), _tail(layout.qemu_log))
+                for part in (
+                    out.decode(errors="replace").strip(),
+                    process.log_tail(layout.qemu_log),
+                )
                 if part
             )
             if proc.returncode != 0:
@@ -333,16 +259,17 @@ class QemuHypervisor:
                     f"QEMU could not start VM {spec.name!r} (exit status {proc.returncode}): "
                     f"{_last_lines(message) or 'no output'}"
                 )
-            pid = _read_pidfile(layout.pidfile)
-            start = _start_time(pid) if pid else None
+            pid = process.read_pidfile(layout.pidfile)
+            start = process.start_time(pid) if pid else None
             if pid is None or start is None:
+                logs = process.log_tail(layout.qemu_log) or process.log_tail(layout.console_log)
                 raise HypervisorError(
                     f"QEMU started VM {spec.name!r} but exited at once; its log:\n"
-                    f"{_tail(layout.qemu_log) or _tail(layout.console_log) or '(empty)'}"
+                    f"{logs or '(empty)'}"
                 )
             extra = {
                 "proc_start": start,
-                "boot_id": _boot_id(),
+                "boot_id": process.boot_id(),
                 "machine": options.machine,
                 "qemu_log": str(layout.qemu_log),
                 "pidfile": str(layout.pidfile),
@@ -369,12 +296,12 @@ class QemuHypervisor:
             # Whatever stage failed or was cancelled: the launcher, its daemonized child
             # (which may not have written its pidfile yet) - nothing may stay running.
             if proc.returncode is None:
-                _kill_pid(proc.pid)
+                process.kill_hard(proc.pid)
                 with contextlib.suppress(TimeoutError):
                     await asyncio.shield(asyncio.wait_for(proc.wait(), timeout=KILL_WAIT))
             if pid is not None:
-                _kill_pid(pid)
-            await asyncio.shield(_kill_leftovers(layout.pidfile))
+                process.kill_hard(pid)
+            await asyncio.shield(process.kill_processes_with_arg("-pidfile", str(layout.pidfile)))
             with contextlib.suppress(FileNotFoundError):
                 layout.pidfile.unlink()
             raise
@@ -386,8 +313,8 @@ class QemuHypervisor:
             if not _is_our_vm(handle):
                 raise HypervisorError(
                     f"QEMU for VM {spec.name!r} exited right after starting; its log:\n"
-                    f"{_tail(Path(handle.extra['qemu_log'])) or '(empty)'}\nconsole:\n"
-                    f"{_tail(Path(handle.console_log)) or '(empty)'}"
+                    f"{process.log_tail(Path(handle.extra['qemu_log'])) or '(empty)'}\nconsole:\n"
+                    f"{process.log_tail(Path(handle.console_log)) or '(empty)'}"
                 )
             try:
                 await self._qmp(handle, "query-status", timeout=deadline - time.monotonic())
@@ -398,7 +325,7 @@ class QemuHypervisor:
         raise HypervisorError(
             f"QEMU for VM {spec.name!r} (pid {handle.pid}) did not answer on QMP "
             f"{handle.control_socket} within {QMP_READY_TIMEOUT:.0f} s ({last}); its log:\n"
-            f"{_tail(Path(handle.extra['qemu_log'])) or '(empty)'}"
+            f"{process.log_tail(Path(handle.extra['qemu_log'])) or '(empty)'}"
         )
 
     async def stop(self, handle: VMHandle, timeout: float = 10.0) -> None:
@@ -427,7 +354,7 @@ class QemuHypervisor:
 
     async def _kill(self, handle: VMHandle) -> None:
         if _is_our_vm(handle):
-            _kill_pid(handle.pid)
+            process.kill_hard(handle.pid)
             if not await _wait_gone(handle, KILL_WAIT):
                 raise HypervisorError(
                     f"QEMU for VM {handle.vm_id} (pid {handle.pid}) survived SIGKILL for "
@@ -440,7 +367,7 @@ class QemuHypervisor:
         pidfile = handle.extra.get("pidfile")
         if pidfile:
             with contextlib.suppress(OSError):
-                if _read_pidfile(Path(pidfile)) == handle.pid:
+                if process.read_pidfile(Path(pidfile)) == handle.pid:
                     Path(pidfile).unlink()
 
     async def pause(self, handle: VMHandle) -> None:
@@ -540,13 +467,6 @@ def _absolute(spec: VMSpec) -> VMSpec:
         if value is not None and not Path(value).is_absolute():
             changes[name] = Path(value).absolute()
     return dataclasses.replace(spec, **changes) if changes else spec  # type: ignore[arg-type]
-
-
-def _read_pidfile(path: Path) -> int | None:
-    try:
-        return int(path.read_text().strip())
-    except (OSError, ValueError):
-        return None
 
 
 def _last_lines(text: str, lines: int = LOG_TAIL_LINES) -> str:

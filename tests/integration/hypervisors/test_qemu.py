@@ -14,7 +14,7 @@ import pytest
 from qemu.qmp import QMPClient
 
 from cargobay.errors import HypervisorError
-from cargobay.hypervisors import qemu
+from cargobay.hypervisors import process
 from cargobay.hypervisors.base import Hypervisor, VMHandle, VMStatus
 from cargobay.hypervisors.qemu import QMP_TIMEOUT
 from tests.integration.hypervisors.conftest import (
@@ -113,7 +113,7 @@ async def test_qemu_killed_from_outside_then_started_again(
 
 async def test_a_reused_pid_is_never_touched(qemu_hv: Hypervisor, tmp_path: Path) -> None:
     """A handle whose pid now belongs to another process: STOPPED, and kill() spares it."""
-    boot_id = qemu._boot_id()
+    boot_id = process.boot_id()
     victim = await asyncio.create_subprocess_exec("sleep", "60")
     try:
         handle = VMHandle(

@@ -12,7 +12,7 @@ import pytest
 
 from cargobay import hypervisors
 from cargobay.errors import HypervisorError
-from cargobay.hypervisors import qemu
+from cargobay.hypervisors import process, qemu
 from cargobay.hypervisors.base import VMHandle, VMSpec
 from cargobay.paths import Paths
 
@@ -32,9 +32,9 @@ def handle_for(pid: int, **extra: str) -> VMHandle:
 
 def test_identity_matches_start_time_and_boot() -> None:
     me = os.getpid()
-    start = qemu._start_time(me)
+    start = process.start_time(me)
     assert start is not None
-    boot = qemu._boot_id()
+    boot = process.boot_id()
     assert qemu._is_our_vm(handle_for(me, proc_start=start, boot_id=boot))
     # Same pid, another process (pid reuse): a different start time or another boot.
     assert not qemu._is_our_vm(handle_for(me, proc_start=str(int(start) + 1), boot_id=boot))
@@ -50,8 +50,8 @@ def test_identity_without_extra_falls_back_to_the_command_line() -> None:
 
 
 def test_gone_processes_are_not_ours() -> None:
-    assert not qemu._alive(0)
-    assert not qemu._alive(-1)
+    assert not process.alive(0)
+    assert not process.alive(-1)
     assert not qemu._is_our_vm(handle_for(2**22 + 12345, proc_start="1", boot_id="x"))
 
 
@@ -105,11 +105,32 @@ def test_relative_spec_paths_become_absolute(
 def test_log_tail(tmp_path: Path) -> None:
     log = tmp_path / "q.log"
     log.write_text("".join(f"line {i}\n" for i in range(100)) + "\n\n")
-    assert qemu._tail(log, 3) == "line 97\nline 98\nline 99"
-    assert qemu._tail(tmp_path / "missing") == ""
+    assert process.log_tail(log, 3) == "line 97\nline 98\nline 99"
+    assert process.log_tail(tmp_path / "missing") == ""
 
 
 def test_vsock_cids_are_valid_and_vary() -> None:
     cids = {qemu._vsock_cid("vm-a", attempt) for attempt in range(3)}
     assert len(cids) == 3
     assert all(3 <= cid < 2**31 for cid in cids)
+
+
+def test_processes_are_found_by_consecutive_arguments() -> None:
+    argv = Path(f"/proc/{os.getpid()}/cmdline").read_bytes().split(b"\0")[:-1]
+    if len(argv) < 2:
+        pytest.skip("this interpreter runs without arguments")
+    first, second = argv[0].decode(), argv[1].decode()
+    assert os.getpid() in process.pids_with_args(first, second)
+    assert os.getpid() not in process.pids_with_args(second, first + "-not-it")
+
+
+def test_no_identity_and_no_needle_is_never_ours() -> None:
+    assert not process.is_same_process(os.getpid(), None, None, None)
+
+
+def test_read_pidfile(tmp_path: Path) -> None:
+    (tmp_path / "p").write_text("1234\n")
+    assert process.read_pidfile(tmp_path / "p") == 1234
+    (tmp_path / "p").write_text("garbage")
+    assert process.read_pidfile(tmp_path / "p") is None
+    assert process.read_pidfile(tmp_path / "missing") is None
