@@ -43,7 +43,7 @@ from typing import Any
 from qemu.qmp import QMPClient, QMPError
 from qemu.qmp.protocol import Runstate
 
-from cargobay.errors import HypervisorError, InvalidInput
+from cargobay.errors import Conflict, HypervisorError, InvalidInput
 from cargobay.hypervisors import accel as accel_mod
 from cargobay.hypervisors import process
 from cargobay.hypervisors.accel import AccelChoice
@@ -215,6 +215,14 @@ class QemuHypervisor:
         choice: AccelChoice,
     ) -> VMHandle:
         argv = build_argv(qemu, spec, options)
+        running = process.pids_with_args("-pidfile", str(layout.pidfile))
+        if running:
+            # Its sockets are about to be replaced: refuse rather than orphan a live VM.
+            raise Conflict(
+                f"VM {spec.name!r} already has a QEMU process running (pid "
+                f"{', '.join(map(str, running))}) with run directory {layout.run_dir}; "
+                "stop it first"
+            )
         for stale in (*layout.sockets(), layout.pidfile):
             with contextlib.suppress(FileNotFoundError):
                 stale.unlink()

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 from qemu.qmp import QMPClient
 
-from cargobay.errors import HypervisorError
+from cargobay.errors import Conflict, HypervisorError
 from cargobay.hypervisors import process
 from cargobay.hypervisors.base import Hypervisor, VMHandle, VMStatus
 from cargobay.hypervisors.qemu import QMP_TIMEOUT
@@ -212,3 +212,13 @@ async def test_status_answers_while_a_stop_waits(qemu_hv: Hypervisor, vms: VMFac
     finally:
         await stopping
     assert await qemu_hv.status(handle) is VMStatus.STOPPED
+
+
+async def test_a_second_start_of_a_running_vm_is_refused(
+    qemu_hv: Hypervisor, vms: VMFactory
+) -> None:
+    spec = vms.spec()
+    handle = await vms.start(qemu_hv, spec)
+    with pytest.raises(Conflict, match="already has a QEMU process running"):
+        await vms.start(qemu_hv, spec)
+    assert await qemu_hv.status(handle) is VMStatus.RUNNING  # untouched, sockets included
