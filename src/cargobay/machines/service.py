@@ -343,7 +343,10 @@ class MachineService:
         On failure the VM process is killed and its run directory removed; the caller
         decides what becomes of the machine."""
         image_dir, manifest = self._image(vm.config.image)
-        run_dir = self.paths.machine_run_dir(vm.id)
+        try:
+            run_dir = self.paths.machine_run_dir(vm.id)
+        except ValueError as err:  # the runtime directory is too long for socket paths
+            raise HypervisorError(str(err)) from err
         self._clean_run_dir(vm)
         run_dir.mkdir(parents=True, mode=0o700)
         state_dir = self.machine_dir(vm)
