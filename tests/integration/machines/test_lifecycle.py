@@ -318,10 +318,10 @@ async def test_guest_whose_init_exits_fails_and_leaves_nothing(env: Env) -> None
 async def test_guest_that_never_answers_times_out_and_leaves_nothing(env: Env) -> None:
     vm = env.service.validate("mute", image=NEVER_ANSWERS, memory="256MB", disk="64MB")
     with pytest.raises(GuestTimeout) as info:
-        await env.service.create(vm, start=True, boot_timeout=12)
+        await env.service.create(vm, start=True, boot_timeout=6)
     message = str(info.value)
     assert message.splitlines()[0].startswith(
-        "machine 'mute': the guest agent did not answer within 12 s"
+        "machine 'mute': the guest agent did not answer within 6 s"
     )
     assert "--boot-timeout" in message
     await assert_nothing_left(env, "mute")
