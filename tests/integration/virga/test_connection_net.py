@@ -276,7 +276,9 @@ async def test_large_transfer_both_ways(tmp_path: Path) -> None:
             await conn.write_all(payload)
 
         got = await asyncio.gather(
-            send(client), send(server), client.read_exact(len(payload)),
+            send(client),
+            send(server),
+            client.read_exact(len(payload)),
             server.read_exact(len(payload)),
         )
         assert got[2] == payload

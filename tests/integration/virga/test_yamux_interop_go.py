@@ -42,9 +42,9 @@ def length(n: int) -> bytes:
     return n.to_bytes(8, "big")
 
 
-async def go_server(goyamux: Path, peers: PeerProcesses, sock_dir: Path, *flags: str) -> tuple[
-    str, PeerProcess
-]:
+async def go_server(
+    goyamux: Path, peers: PeerProcesses, sock_dir: Path, *flags: str
+) -> tuple[str, PeerProcess]:
     address = f"unix:{sock_dir}/go.sock"
     peer = await peers.start(
         [str(goyamux), "serve-echo", "--listen", address, *flags], name="goyamux serve-echo"
