@@ -292,16 +292,19 @@ class Agent:
 
     async def _shutdown(self, stream: Stream, req: ShutdownRequest) -> None:
         log.info("%s requested by the host", "reboot" if req.reboot else "shutdown")
-        await write_frame(stream, Kind.RESULT, b"{}")
-        await stream.close()
-        # The host closes its side once it has read the answer: wait (briefly) for that,
-        # so the answer is not lost in a buffer when the guest goes down.
-        with contextlib.suppress(VirgaError, TimeoutError):
-            async with asyncio.timeout(SHUTDOWN_TEARDOWN):
-                while await stream.read():
-                    pass
         self.shutdown_request = req
-        self._stop.set()
+        try:
+            await write_frame(stream, Kind.RESULT, b"{}")
+            await stream.close()
+            # The host closes its side once it has read the answer: wait (briefly) for
+            # that, so the answer is not lost in a buffer when the guest goes down.
+            with contextlib.suppress(VirgaError, TimeoutError):
+                async with asyncio.timeout(SHUTDOWN_TEARDOWN):
+                    while await stream.read():
+                        pass
+        finally:
+            # Even when the host's leaving cancels this request (its session ended).
+            self._stop.set()
 
 
 def _reap_all() -> bool:
