@@ -14,8 +14,9 @@ one VM through one backend are serialised by a lock.
 Stopping.  ``stop`` presses the ACPI power button (``system_powerdown``; microvm has one
 through its ACPI GED device, and it works under TCG: a guest running busybox acpid with
 the ``button`` and ``evdev`` modules powers off on it), waits ``timeout`` seconds for the
-process to end, then kills it.  A guest that handles no power button simply runs into the
-timeout; the machines service asks the guest agent to shut down first.
+process to end, then has QEMU ``quit`` (and SIGKILLs it if even that hangs).  A guest
+that handles no power button simply runs into the timeout; the machines service asks the
+guest agent to shut down first.  ``kill`` is SIGKILL at once.
 
 Files.  Sockets and the pidfile live in ``spec.run_dir``; ``console.log`` (the serial
 console) and ``qemu.log`` (QEMU's own messages) in ``spec.state_dir``, where a start
@@ -77,6 +78,8 @@ QMP_READY_TIMEOUT = 10.0
 QMP_TIMEOUT = 3.0
 """One QMP session (connect + commands) on a live VM."""
 QMP_CONNECT_ATTEMPTS = 3
+QUIT_WAIT = 2.0
+"""stop(): how long QMP ``quit`` may take before SIGKILL."""
 KILL_WAIT = 5.0
 LOG_TAIL_LINES = 12
 
@@ -352,6 +355,15 @@ class QemuHypervisor:
             except HypervisorError as err:
                 log.info("VM %s: no graceful stop (%s); killing it", handle.vm_id, err)
         if pressed and await _wait_gone(handle, max(timeout, 0.0)):
+            self._forget(handle)
+            return
+        # The guest did not power off: ask QEMU itself to quit (it closes its files and
+        # removes its sockets), and SIGKILL it if even that does not end it.
+        async with self._lock(handle):
+            if _is_our_vm(handle):
+                with contextlib.suppress(HypervisorError):
+                    await self._qmp(handle, "quit", timeout=QUIT_WAIT)
+        if await _wait_gone(handle, QUIT_WAIT):
             self._forget(handle)
             return
         await self.kill(handle)
