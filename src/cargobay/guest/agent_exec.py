@@ -457,12 +457,13 @@ class _Exec:
                 kind, payload = frame
                 if kind == Kind.STDIN:
                     if queue is None:
-                        log.warning('exec %d: STDIN without "stdin": dropped', self.pid)
+                        log.warning('exec %d: STDIN without "stdin" or after END', self.pid)
                     else:
                         await queue.put(payload)
                 elif kind == Kind.END:
                     if queue is not None:
                         await queue.put(None)
+                        queue = None  # the writer stops taking input after this
                 elif kind == Kind.SIGNAL:
                     self._signal(payload)
                 elif kind == Kind.RESIZE:

@@ -354,3 +354,20 @@ async def test_started_can_be_left_out(client: AgentClient) -> None:
     exit_ = json.loads(frames[1][1])
     assert exit_["exit_code"] == 0
     assert exit_["pid"] > 0
+
+
+async def test_stdin_after_end_does_not_block_signals(client: AgentClient) -> None:
+    async with client.exec_stream(
+        ["sh", "-c", "cat; echo done; exec sleep 30"], stdin=True
+    ) as proc:
+        await proc.send_stdin(b"x")
+        await proc.close_stdin()
+        output = b""
+        while b"done" not in output:
+            output += (await anext(proc)).data
+        for _ in range(40):  # a misbehaving host: input after END is dropped
+            await write_frame(proc._stream, Kind.STDIN, b"late")
+        await proc.signal(signal.SIGTERM)
+        async with asyncio.timeout(10):
+            status = await proc.wait()
+    assert status.signal == signal.SIGTERM
