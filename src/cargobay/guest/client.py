@@ -396,8 +396,7 @@ class ExecProcess:
     async def _finish(self) -> None:
         if self._feeder is not None:
             self._stop_feeding()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._feeder
+            await asyncio.wait([self._feeder])  # never raises its outcome, keeps ours
         await _release(self._stream, self.status is not None)
 
 
