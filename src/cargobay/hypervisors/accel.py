@@ -356,7 +356,7 @@ async def probe_kvm(
         initrd.write_bytes(probe_initramfs())
         cmdline = "console=ttyS0 panic=-1 reboot=t"
         if accel == "tcg":
-            cmdline = " ".join([cmdline, *tcg_kernel_params()])
+            cmdline = " ".join([cmdline, *await asyncio.to_thread(tcg_kernel_params)])
         # If this process dies mid-probe, nobody kills the probe guest, which may hang
         # forever under a broken KVM: coreutils' timeout bounds its life on its own.
         limit = shutil.which("timeout")
