@@ -74,11 +74,13 @@ Operations (the REQUEST's "op")
                   file and renamed, so a failed write leaves the old file intact.
     file.stat     {"path"} -> RESULT STAT
     file.list     {"path"} -> RESULT {"entries": [STAT]}
-    shutdown      {"reboot": bool} -> RESULT {} and then the guest powers off
+    shutdown      {"reboot": bool} -> RESULT {}; then the agent waits (up to a second)
+                  for the host to close the stream, and powers the guest off (reboot(2)
+                  as PID 1; an agent that is not PID 1 just exits)
     STAT = {"name", "path", "type": "file"|"dir"|"symlink"|"other", "size", "mode",
             "mtime", "uid", "gid", "target": str|null}
 
-Exec semantics, in detail:
+Semantics, in detail:
 
 * The process runs in a new session (its own process group, pgid = pid).  ``env`` is
   added to the agent's environment (PATH gets a default if the agent has none; with a
@@ -87,6 +89,7 @@ Exec semantics, in detail:
 * Without "stdin" the process reads ``/dev/null``.  With a TTY the process gets a new
   pty as its controlling terminal (``rows`` x ``cols``; RESIZE changes it and the
   foreground group gets SIGWINCH); END then sends the terminal's EOF character (^D).
+  STDIN after END is dropped.
 * A program that cannot be started (missing, not executable, bad cwd) is an ERROR of
   kind "exec" with its errno, before any STARTED.
 * EXIT is sent once the process has exited and its output has reached end of file, or,
