@@ -54,6 +54,9 @@ __all__ = ["Session", "Stream"]
 
 log = logging.getLogger("virga.yamux")
 
+_WRITE_NOW = 64 * 1024
+"""Queued bytes above which ``_drain`` writes at once instead of at the end of the turn."""
+
 
 class Stream:
     """One yamux stream: an ordered, flow-controlled byte stream inside a session."""
@@ -303,6 +306,7 @@ class Session:
         )
         self._keepalive: asyncio.Task[None] | None = None
         self._closing: asyncio.Task[None] | None = None  # kept so it is not collected mid-way
+        self._flush_pending = False
         if self.config.enable_keepalive or self.config.auto_tune_window:
             self._keepalive = self._loop.create_task(self._keepalive_loop())
 
@@ -351,6 +355,16 @@ class Session:
     # -- plumbing --------------------------------------------------------------------------
 
     def _flush(self) -> None:
+        """Write what the core queued, coalesced per event-loop turn: an ACK, a reply and
+        a FIN produced together leave in one write (on virtio-serial under TCG every
+        write is a costly device round trip).  ``_drain`` writes at once when much is
+        queued, so bulk transfers keep their socket backpressure."""
+        if not self._flush_pending and not self._closed.is_set():
+            self._flush_pending = True
+            self._loop.call_soon(self._write_out)
+
+    def _write_out(self) -> None:
+        self._flush_pending = False
         out = self._core.data_to_send()
         if out and not self._closed.is_set():
             try:
@@ -359,6 +373,8 @@ class Session:
                 self._terminate(err)
 
     async def _drain(self) -> None:
+        if self._core.bytes_pending >= _WRITE_NOW:
+            self._write_out()
         try:
             async with asyncio.timeout(self.config.connection_write_timeout):
                 await self._conn.drain()
@@ -466,6 +482,10 @@ class Session:
         """End the session: fail every waiter, stop the tasks, close the connection."""
         if self._closed.is_set():
             return
+        out = self._core.data_to_send()  # what is queued (a GoAway, say) still goes out
+        if out:
+            with contextlib.suppress(ClosedError):
+                self._conn.write(out)
         self.close_reason = reason
         self._closed.set()
         self._core.close()

@@ -267,6 +267,11 @@ class YamuxCore:
         stream = self._streams.get(stream_id)
         return 0 if stream is None else stream.recv_window
 
+    @property
+    def bytes_pending(self) -> int:
+        """Bytes queued for the wire and not yet taken by ``data_to_send``."""
+        return sum(map(len, self._out))
+
     def data_to_send(self) -> bytes:
         """Everything queued for the wire since the last call."""
         if not self._out:
