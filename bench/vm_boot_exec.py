@@ -5,9 +5,11 @@
    plain QEMU booting the same kernel, initramfs and rootfs with the same devices straight
    into a ``python3`` init that prints a marker and powers off.  Goal: <= 1.15x.
 2. exec: the round trip of ``true`` through the cargobay guest agent (AgentClient.exec)
-   against qemu-ga's guest-exec + guest-exec-status polling (QgaClient.run, polling from
-   1 ms, doubling to 50 ms), both from the host over their virtio-serial ports of the
-   same running VM.  Goal: <= 0.5x.
+   against qemu-ga's guest-exec + guest-exec-status, both from the host over their
+   virtio-serial ports of the same running VM.  qemu-ga has no exit notification, so
+   its time depends on how the client polls; two clients are measured: a backing-off
+   poll (1 ms, doubling to 50 ms, what a careful client does) and a tight poll (status
+   requests back to back: qemu-ga's best case).  Goal: <= 0.5x.
 
 Runs alternate between the two sides, so load changes hit both; the report is medians
 and their ratios.  Results go to bench/results/vm_boot_exec.json.
@@ -151,6 +153,7 @@ async def exec_roundtrips(
     handle = await hv.start(spec)
     agent_times: list[float] = []
     qga_times: list[float] = []
+    tight_times: list[float] = []
     try:
         agent = await wait_ready(handle.agent_address, 180)
         assert handle.qga_address is not None
@@ -168,12 +171,16 @@ async def exec_roundtrips(
             qresult = await qga.run(["/bin/true"])
             qga_times.append(time.perf_counter() - t)
             assert qresult.exit_code == 0
+            t = time.perf_counter()
+            qresult = await qga.run(["/bin/true"], poll_interval=0, max_interval=0)
+            tight_times.append(time.perf_counter() - t)
+            assert qresult.exit_code == 0
         await qga.close()
         await agent.close()
     finally:
         await hv.kill(handle)
         disk.unlink(missing_ok=True)
-    return agent_times, qga_times
+    return agent_times, qga_times, tight_times
 
 
 def main() -> int:
@@ -206,7 +213,9 @@ def main() -> int:
             print(
                 f"boot {i}: cargobay run {ours[-1]:.2f}s, raw QEMU {raw[-1]:.2f}s", file=sys.stderr
             )
-        agent, qga = asyncio.run(exec_roundtrips(paths, image_dir, manifest.cmdline, args.execs))
+        agent, qga, tight = asyncio.run(
+            exec_roundtrips(paths, image_dir, manifest.cmdline, args.execs)
+        )
     finally:
         subprocess.run([str(CARGOBAY), "daemon", "stop"], env=env, timeout=60, check=False)
         shutil.rmtree(home, ignore_errors=True)
@@ -222,8 +231,10 @@ def main() -> int:
             },
             "exec": {
                 "agent_ms": [t * 1e3 for t in agent],
-                "qga_ms": [t * 1e3 for t in qga],
-                "ratio": med(agent) / med(qga),
+                "qga_backoff_ms": [t * 1e3 for t in qga],
+                "qga_tight_ms": [t * 1e3 for t in tight],
+                "ratio_backoff": med(agent) / med(qga),
+                "ratio_tight": med(agent) / med(tight),
                 "goal": 0.5,
             },
         }
@@ -235,10 +246,11 @@ def main() -> int:
         f"{'cold run -- true vs raw QEMU boot (s)':40} {med(ours):10.2f} {med(raw):10.2f} "
         f"{med(ours) / med(raw):7.2f} {'<=1.15':>6}"
     )
-    print(
-        f"{'exec true: agent vs qemu-ga (ms)':40} {med(agent) * 1e3:10.1f} {med(qga) * 1e3:10.1f} "
-        f"{med(agent) / med(qga):7.2f} {'<=0.5':>6}"
-    )
+    for label, peer in (("backoff poll", qga), ("tight poll", tight)):
+        print(
+            f"{'exec true: agent vs qemu-ga, ' + label + ' (ms)':40} {med(agent) * 1e3:10.1f} "
+            f"{med(peer) * 1e3:10.1f} {med(agent) / med(peer):7.2f} {'<=0.5':>6}"
+        )
     return 0
 
 

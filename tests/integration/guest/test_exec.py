@@ -124,6 +124,26 @@ async def test_env_and_cwd(client: AgentClient, tmp_path: Path) -> None:
     assert "/bin" in path.stdout.decode()
 
 
+async def test_both_spawn_paths_give_the_same_process_setup(
+    client: AgentClient, tmp_path: Path
+) -> None:
+    """Without cwd/tty the agent spawns with posix_spawn, otherwise through subprocess;
+    either way the program runs in a new session with SIGPIPE back at its default (the
+    agent's Python ignores it) and PATH searched in the child's environment."""
+    script = "ps -o sid= -p $$; echo $$; grep SigIgn /proc/self/status"
+    fast = await client.exec(["sh", "-c", script])
+    slow = await client.exec(["sh", "-c", script], cwd=str(tmp_path))
+    for result in (fast, slow):
+        sid, pid, sigign = result.stdout.decode().split("\n")[:3]
+        assert sid.strip() == pid.strip()  # session leader
+        assert not int(sigign.split()[1], 16) & (1 << (signal.SIGPIPE - 1))
+    tool = tmp_path / "cb-only-here"
+    tool.write_text("#!/bin/sh\necho found\n")
+    tool.chmod(0o755)
+    found = await client.exec(["cb-only-here"], env={"PATH": f"{tmp_path}:/usr/bin:/bin"})
+    assert found.stdout == b"found\n"
+
+
 async def test_signal_ends_the_process(client: AgentClient) -> None:
     async with client.exec_stream(["sh", "-c", "echo ready; exec sleep 30"]) as proc:
         first = await anext(proc)
