@@ -17,14 +17,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from types import TracebackType
 from typing import Self
 
 from virga.address import VMADDR_CID_HOST, parse_address
 from virga.connection import connect
-from virga.connection.base import Connection
 from virga.errors import (
     ClosedError,
     ConfigError,
@@ -34,7 +33,7 @@ from virga.errors import (
 )
 from virga.middleware import Middleware, MiddlewareChain
 from virga.reconnect import ReconnectPolicy
-from virga.transport import DEFAULT_MAX_MESSAGE, Transport, XTransportHandler, YamuxTransport
+from virga.transport import DEFAULT_MAX_MESSAGE, Transport, TransportFactory, transport_factory
 from virga.xtransport import XTransportConfig
 from virga.yamux import Stream, YamuxConfig
 
@@ -79,9 +78,6 @@ class ClientConfig:
         return self.address or f"vsock:{self.server_cid}:{self.server_port}"
 
 
-TransportFactory = Callable[[Connection, bool], Transport]
-
-
 class VirgaClient:
     """Connects to a ``VirgaServer`` and exchanges messages and streams with it."""
 
@@ -98,23 +94,18 @@ class VirgaClient:
 
     @classmethod
     def with_yamux(cls, config: ClientConfig | None = None) -> VirgaClient:
-        cfg = config or ClientConfig()
-
-        def factory(conn: Connection, client: bool) -> Transport:
-            return YamuxTransport(
-                conn, client=client, config=cfg.yamux, max_message=cfg.max_message
-            )
-
-        return cls(cfg, factory, "yamux")
+        return cls._with("yamux", config or ClientConfig())
 
     @classmethod
     def with_xtransport(cls, config: ClientConfig | None = None) -> VirgaClient:
-        cfg = config or ClientConfig()
+        return cls._with("xtransport", config or ClientConfig())
 
-        def factory(conn: Connection, client: bool) -> Transport:
-            return XTransportHandler(conn, config=cfg.xtransport, max_message=cfg.max_message)
-
-        return cls(cfg, factory, "xtransport")
+    @classmethod
+    def _with(cls, protocol: str, cfg: ClientConfig) -> VirgaClient:
+        factory = transport_factory(
+            protocol, yamux=cfg.yamux, xtransport=cfg.xtransport, max_message=cfg.max_message
+        )
+        return cls(cfg, factory, protocol)
 
     def __repr__(self) -> str:
         state = "connected" if self.is_connected() else "disconnected"

@@ -23,7 +23,7 @@ from types import TracebackType
 from typing import Any, Self
 
 from virga.address import VMADDR_CID_ANY, parse_address
-from virga.client import DEFAULT_PORT, TransportFactory
+from virga.client import DEFAULT_PORT
 from virga.connection import listen
 from virga.connection.base import Connection, Listener
 from virga.errors import (
@@ -35,7 +35,13 @@ from virga.errors import (
     VirgaError,
 )
 from virga.middleware import Middleware, MiddlewareChain
-from virga.transport import DEFAULT_MAX_MESSAGE, Transport, XTransportHandler, YamuxTransport
+from virga.transport import (
+    DEFAULT_MAX_MESSAGE,
+    Transport,
+    TransportFactory,
+    YamuxTransport,
+    transport_factory,
+)
 from virga.xtransport import XTransportConfig
 from virga.yamux import Stream, YamuxConfig
 
@@ -132,23 +138,18 @@ class VirgaServer:
 
     @classmethod
     def with_yamux(cls, config: ServerConfig | None = None) -> VirgaServer:
-        cfg = config or ServerConfig()
-
-        def factory(conn: Connection, client: bool) -> Transport:
-            return YamuxTransport(
-                conn, client=client, config=cfg.yamux, max_message=cfg.max_message
-            )
-
-        return cls(cfg, factory, "yamux")
+        return cls._with("yamux", config or ServerConfig())
 
     @classmethod
     def with_xtransport(cls, config: ServerConfig | None = None) -> VirgaServer:
-        cfg = config or ServerConfig()
+        return cls._with("xtransport", config or ServerConfig())
 
-        def factory(conn: Connection, client: bool) -> Transport:
-            return XTransportHandler(conn, config=cfg.xtransport, max_message=cfg.max_message)
-
-        return cls(cfg, factory, "xtransport")
+    @classmethod
+    def _with(cls, protocol: str, cfg: ServerConfig) -> VirgaServer:
+        factory = transport_factory(
+            protocol, yamux=cfg.yamux, xtransport=cfg.xtransport, max_message=cfg.max_message
+        )
+        return cls(cfg, factory, protocol)
 
     def __repr__(self) -> str:
         return f"<VirgaServer {self.protocol} {self.config.target} clients={len(self.connections)}>"

@@ -16,10 +16,12 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import struct
+from collections.abc import Callable
 from typing import Final, Protocol, runtime_checkable
 
 from virga.connection.base import Connection
 from virga.errors import (
+    ConfigError,
     LocalProtocolError,
     RemoteProtocolError,
     SessionClosedError,
@@ -31,8 +33,10 @@ from virga.yamux import Session, Stream, YamuxConfig
 __all__ = [
     "DEFAULT_MAX_MESSAGE",
     "Transport",
+    "TransportFactory",
     "XTransportHandler",
     "YamuxTransport",
+    "transport_factory",
 ]
 
 DEFAULT_MAX_MESSAGE: Final = 16 * 1024 * 1024
@@ -220,3 +224,22 @@ class XTransportHandler:
 
     async def close(self) -> None:
         await self._channel.close()
+
+
+TransportFactory = Callable[[Connection, bool], Transport]
+"""Builds the transport for a new connection; the bool says whether this side dialled."""
+
+
+def transport_factory(
+    protocol: str, *, yamux: YamuxConfig, xtransport: XTransportConfig, max_message: int
+) -> TransportFactory:
+    """The factory ``VirgaClient``/``VirgaServer`` use for ``protocol``."""
+    if protocol == "yamux":
+        return lambda conn, client: YamuxTransport(
+            conn, client=client, config=yamux, max_message=max_message
+        )
+    if protocol == "xtransport":
+        return lambda conn, client: XTransportHandler(
+            conn, config=xtransport, max_message=max_message
+        )
+    raise ConfigError(f"unknown protocol {protocol!r}: use yamux or xtransport")
