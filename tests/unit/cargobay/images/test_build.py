@@ -59,7 +59,7 @@ def test_init_scripts_use_the_protocol_port_names_and_agent_module() -> None:
     init = (GUEST_DIR / "cargobay-init").read_text()
     assert protocol.QGA_PORT_NAME == "org.qemu.guest_agent.0"
     assert f'"$pname" = {protocol.QGA_PORT_NAME} ]' in init
-    assert "exec python3 -m cargobay.guest.agent" in init
+    assert "exec python3 -m cargobay.guest\n" in init
     assert "PYTHONPATH=/opt/cargobay/lib" in init
     initramfs = initramfs_init().decode()
     assert "findfs LABEL=cbroot" in initramfs
