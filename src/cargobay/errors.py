@@ -13,6 +13,7 @@ stable identifier the daemon puts in its JSON error bodies and the CLI maps to e
     │   └── AccelerationError         KVM/TCG selection
     ├── GuestError                    the guest agent failed or did not answer
     │   └── GuestTimeout
+    ├── VMControlError                QMP, QGA, Spice, libvirt sessions to a running VM
     ├── StoreError                    the SQLite store, its migrations
     └── DaemonError                   reaching or starting cargobayd
 """
@@ -68,6 +69,11 @@ class GuestTimeout(GuestError, TimeoutError):
     status = 504
 
 
+class VMControlError(CargoBayError):
+    code = "vmcontrol_error"
+    status = 502
+
+
 class StoreError(CargoBayError):
     code = "store_error"
     status = 500
@@ -90,6 +96,7 @@ ERROR_TYPES: dict[str, type[CargoBayError]] = {
         AccelerationError,
         GuestError,
         GuestTimeout,
+        VMControlError,
         StoreError,
         DaemonError,
     )
