@@ -7,5 +7,6 @@ scripts/setup.sh test
 export PATH="$PWD/.venv/bin:$PATH"
 echo "== ruff" && ruff check src tests bench
 echo "== mypy" && mypy
+echo "== guest image (built once, shared by the tests)" && python -m tests.prebuild
 echo "== pytest"
 exec pytest tests "$@"

@@ -27,41 +27,22 @@ from typing import TYPE_CHECKING
 
 import pytest
 
-from tests.support import require, require_binary
+from tests.support import (
+    image_build_paths_for_tests,
+    require,
+    require_binary,
+    shared_images_dir,
+)
 
 if TYPE_CHECKING:
     from cargobay.images import ImageManifest
     from cargobay.paths import Paths
 
-REPO = Path(__file__).resolve().parents[2]
-
-
-def shared_images_dir() -> Path:
-    """The image store the integration tests share."""
-    configured = os.environ.get("CARGOBAY_TEST_IMAGES")
-    return Path(configured).absolute() if configured else REPO / ".artifacts" / "images"
-
-
-def _build_paths() -> Paths:
-    from cargobay.paths import Paths
-
-    images = shared_images_dir()
-    configured = os.environ.get("CARGOBAY_TEST_CACHE")
-    cache = Path(configured).absolute() if configured else images.parent / "cache"
-    home = images.parent / "build-home"
-    return Paths(
-        data=home / "data",
-        state=home / "state",
-        cache=cache,
-        runtime=home / "run",
-        images_override=images,
-    )
-
 
 @pytest.fixture(scope="session")
 def image_build_paths() -> Paths:
     """The ``Paths`` the shared images are built with (cache next to the images)."""
-    return _build_paths()
+    return image_build_paths_for_tests()
 
 
 @pytest.fixture(scope="session")
@@ -79,7 +60,7 @@ def default_image() -> tuple[Path, ImageManifest]:
             find_tool(tool) is not None, f"{tool} not found (Debian: apt-get install {package})"
         )
 
-    paths = _build_paths()
+    paths = image_build_paths_for_tests()
     started = time.monotonic()
 
     def show(event: BuildEvent) -> None:

@@ -7,7 +7,7 @@ from pathlib import Path
 
 from cargobay.images import ImageManifest
 from cargobay.paths import Paths
-from tests.integration.conftest import shared_images_dir
+from tests.support import shared_images_dir
 
 
 def test_test_paths_is_a_short_home_sharing_the_images(test_paths: Paths) -> None:
