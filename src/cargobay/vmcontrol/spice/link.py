@@ -29,6 +29,7 @@ import struct
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
+from cryptography.exceptions import UnsupportedAlgorithm
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import padding, rsa
 
@@ -127,9 +128,9 @@ class LinkReply:
     def public_key(self) -> rsa.RSAPublicKey:
         try:
             key = serialization.load_der_public_key(self.pubkey_der)
-        except ValueError as err:
+        except (ValueError, UnsupportedAlgorithm) as err:
             raise SpiceProtocolError(
-                f"the link reply's public key is not valid DER: {err}"
+                f"the link reply's public key is not a usable DER key: {err}"
             ) from err
         if not isinstance(key, rsa.RSAPublicKey):
             raise SpiceProtocolError(f"the link reply's key is {type(key).__name__}, not RSA")
@@ -210,7 +211,12 @@ def encrypt_ticket(public_key: rsa.RSAPublicKey, password: str) -> bytes:
             f"Spice password of {len(raw)} bytes: the server accepts at most {MAX_PASSWORD_LENGTH}"
         )
     oaep = padding.OAEP(mgf=padding.MGF1(hashes.SHA1()), algorithm=hashes.SHA1(), label=None)
-    ticket = public_key.encrypt(raw + b"\0", oaep)
+    try:
+        ticket = public_key.encrypt(raw + b"\0", oaep)
+    except ValueError as err:  # a key too small for OAEP-SHA-1 of this password
+        raise SpiceProtocolError(
+            f"cannot encrypt the ticket with the server's {public_key.key_size}-bit key: {err}"
+        ) from err
     if len(ticket) != TICKET_ENCRYPTED_BYTES:
         raise SpiceProtocolError(
             f"the server's RSA key is {public_key.key_size} bits; Spice tickets need 1024"
