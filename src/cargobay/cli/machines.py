@@ -21,6 +21,7 @@ from cargobay.cli.inputs import parse_env, parse_port, size_arg
 from cargobay.cli.output import (
     MACHINE_HEADERS,
     Format,
+    accel_notice,
     as_data,
     emit_document,
     machine_detail,
@@ -132,6 +133,8 @@ def _boot_note(m: Mapping[str, Any], wall: float) -> None:
     runtime = m.get("runtime") or {}
     accel = runtime.get("accel") or "?"
     note(f"{m.get('name')} is running (booted in {wall:.2f} s, {accel})")
+    if notice := accel_notice(m):
+        note(f"note: {notice}")
 
 
 # -- verbs --------------------------------------------------------------------------------

@@ -29,6 +29,7 @@ from cargobay.cli.output import (
     IMAGE_HEADERS,
     Format,
     Stopwatch,
+    accel_notice,
     age,
     as_data,
     emit_document,
@@ -246,6 +247,8 @@ def run(
             m = verbs.as_machine(client.start(name, boot_timeout=boot_timeout))
         runtime = m.get("runtime") or {}
         step("boot", sw.lap(), f"{name}: {runtime.get('accel') or '?'}, guest agent ready")
+        if notice := accel_notice(m):
+            note(f"note: {notice}")
         code = verbs.exec_command(
             client, name, command, env=env_map, cwd=workdir, stdin=stdin, tty=tty, timeout=timeout
         )

@@ -108,6 +108,14 @@ def note(message: str) -> None:
     print(message, file=sys.stderr, flush=True)
 
 
+def accel_notice(machine: Mapping[str, Any]) -> str | None:
+    """The hypervisor's one line about its accelerator choice, when it fell back (KVM
+    present but a test guest did not boot under it, so TCG), else ``None``."""
+    handle = (machine.get("runtime") or {}).get("handle") or {}
+    notice = (handle.get("extra") or {}).get("accel_notice")
+    return str(notice) if notice else None
+
+
 def print_table(headers: list[str], rows: Iterable[list[str]]) -> None:
     """A docker-style table on stdout: no box, columns separated by spaces."""
     table = Table(box=None, show_edge=False, pad_edge=False, header_style="bold")
