@@ -353,7 +353,7 @@ _hosts = st.one_of(
     st.ip_addresses(v=6).map(str),
 )
 _free_text = st.text(
-    alphabet=st.characters(blacklist_categories=("Cs",), blacklist_characters="\x00"),
+    alphabet=st.characters(codec="utf-8", blacklist_characters="\x00"),
     max_size=12,
 )
 _abs_path = _free_text.map(lambda s: "/" + s)
