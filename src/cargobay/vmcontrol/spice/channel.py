@@ -67,8 +67,8 @@ class SpiceChannelProtocol:
     # -- receiving ----------------------------------------------------------------------
 
     def receive_data(self, data: bytes) -> None:
-        if self.state is ChannelState.CLOSED and data:
-            raise SpiceUsageError("Spice channel is closed")
+        if self.state is ChannelState.CLOSED:
+            return  # we said DISCONNECTING: what still arrives is dropped
         self._buf += data
 
     def connection_lost(self) -> None:
@@ -77,7 +77,7 @@ class SpiceChannelProtocol:
     def next_event(self) -> object | NeedData:
         """The next decoded server message, or ``NEED_DATA``."""
         header = MINI_HEADER if self.mini_header else FULL_HEADER
-        if len(self._buf) < header.size:
+        if self.state is ChannelState.CLOSED or len(self._buf) < header.size:
             return NEED_DATA
         if self.mini_header:
             mtype, size = MINI_HEADER.unpack_from(self._buf)

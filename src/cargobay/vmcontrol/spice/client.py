@@ -51,6 +51,7 @@ __all__ = [
 E = TypeVar("E")
 _READ_SIZE = 256 * 1024
 _QUEUE_LIMIT = 1024  # events kept per channel; the oldest are dropped beyond this
+_WORKER_CHANNELS = frozenset({ChannelType.DISPLAY, ChannelType.CURSOR})
 _CHANNEL_CAPS: dict[ChannelType, frozenset[int]] = {
     ChannelType.MAIN: frozenset({MainCap.NAME_AND_UUID, MainCap.AGENT_CONNECTED_TOKENS}),
     ChannelType.INPUTS: frozenset({InputsCap.KEY_SCANCODE}),
@@ -96,7 +97,8 @@ class SpiceChannel:
         self.state = ChannelRunState.IDLE
         self.error: BaseException | None = None
         self.connect_seconds: float | None = None
-        self.link_seconds: float | None = None
+        self.link_seconds: float | None = None  # link start to linked (display/cursor: attached)
+        self._link_started = 0.0
         self.dropped_events = 0
         self.protocol: SpiceChannelProtocol | None = None
         self.server_channel_caps: frozenset[int] = frozenset()
@@ -112,6 +114,7 @@ class SpiceChannel:
         self._task: asyncio.Task[None] | None = None
         self._events: asyncio.Queue[object] = asyncio.Queue()
         self._closed = asyncio.Event()
+        self._first_message = asyncio.Event()
 
     @property
     def name(self) -> str:
@@ -141,6 +144,37 @@ class SpiceChannel:
             raise
         self.state = ChannelRunState.READY
         self._task = asyncio.create_task(self._read_loop(), name=f"spice-{self.name}")
+        if self.channel_type is ChannelType.DISPLAY:
+            # spice-server sends a display channel nothing before the client's DISPLAY_INIT.
+            await self.send(lambda p: p.display_init())
+        if self.channel_type in _WORKER_CHANNELS:
+            await self._wait_attached()
+
+    async def _wait_attached(self) -> None:
+        """Wait for the first message of a display/cursor channel.
+
+        spice-server hands these channels to its worker thread after the link result and
+        attaches the client there; their first message (SET_ACK) says that is done.  A
+        session closed while a channel was still being attached crashed QEMU 7.2's
+        spice-server 0.15 here (SIGSEGV in its SPICE Worker thread, after "got disconnected
+        while connecting channel"), so "linked" means attached for these channels."""
+        waiter = asyncio.create_task(self._first_message.wait())
+        closed = asyncio.create_task(self._closed.wait())
+        try:
+            await asyncio.wait(
+                {waiter, closed}, timeout=self.timeout, return_when="FIRST_COMPLETED"
+            )
+        finally:
+            waiter.cancel()
+            closed.cancel()
+        if not self._first_message.is_set():
+            err = self.error
+            await self.close()
+            raise SpiceConnectionError(
+                f"{self._where()}: linked, but the server sent nothing within "
+                f"{self.timeout:.1f} s" + (f" ({err})" if err else "")
+            ) from err
+        self.link_seconds = time.perf_counter() - self._link_started
 
     async def _connect(self) -> None:
         started = time.perf_counter()
@@ -192,7 +226,7 @@ class SpiceChannel:
             raise SpiceConnectionError(f"{self._where()}: write failed: {err}") from err
 
     async def _run_link(self) -> None:
-        started = time.perf_counter()
+        started = self._link_started = time.perf_counter()
         await self._write(self._link.start())
         while True:
             event = self._link.next_event()
@@ -217,8 +251,6 @@ class SpiceChannel:
                 while (event := proto.next_event()) is not NEED_DATA:
                     self._put(event)
                 await self._write(proto.data_to_send())
-                if proto.state is ChannelState.CLOSED:
-                    break
                 try:
                     proto.receive_data(await self._read_some())
                 except SpiceConnectionError:
@@ -236,6 +268,7 @@ class SpiceChannel:
             self._events.put_nowait(_EOF)
 
     def _put(self, event: object) -> None:
+        self._first_message.set()
         if self._events.qsize() >= _QUEUE_LIMIT:
             self._events.get_nowait()
             self.dropped_events += 1
@@ -401,8 +434,6 @@ class SpiceVmConnection:
         channel = self._new_channel(key[0], cid, self.session_id)
         self.channels[key] = channel
         await channel.open()
-        if key[0] is ChannelType.DISPLAY:
-            await channel.send(lambda p: p.display_init())
         self.timings[f"link_{channel.name}"] = channel.link_seconds or 0.0
         return channel
 
