@@ -111,6 +111,19 @@ def _resolve(path: Path | None, info: ValidationInfo) -> Path | None:
 class _Model(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
+    @model_validator(mode="before")
+    @classmethod
+    def _empty_sections(cls, data: Any) -> Any:
+        """``hosts:`` with nothing after it is YAML null: read it as the default."""
+        if isinstance(data, Mapping) and any(v is None for v in data.values()):
+            nullable = {
+                name
+                for name, field in cls.model_fields.items()
+                if not field.is_required() and field.default is not None
+            }
+            return {k: v for k, v in data.items() if not (v is None and k in nullable)}
+        return data
+
 
 _M = TypeVar("_M", bound=_Model)
 
@@ -169,8 +182,8 @@ class HostInfo(_Model):
             if isinstance(host, str):
                 try:
                     canonical = normalize_host(host)
-                except ValueError:
-                    return data  # the host field reports it
+                except ValueError as err:
+                    raise _AtPath("host", str(err)) from None
                 shown = f"[{canonical}]" if ":" in canonical else canonical
                 return {**data, "uri": f"qemu+ssh://{shown}/system"}
         return data
