@@ -18,6 +18,7 @@ import secrets
 import sys
 import time
 from collections.abc import Mapping
+from pathlib import Path
 from typing import Annotated, Any
 
 import typer
@@ -43,7 +44,7 @@ from cargobay.cli.output import (
     step,
 )
 from cargobay.cli.session import connect, current_paths, make_client, probe, start_daemon
-from cargobay.errors import CargoBayError, DaemonError, ImageError
+from cargobay.errors import CargoBayError, DaemonError, ImageError, InvalidInput
 
 __all__ = ["app", "main"]
 
@@ -55,9 +56,11 @@ app = new_app(
 daemon_app = new_app("daemon", "Start, stop and inspect cargobayd.")
 vm_app = new_app("vm", "Create, run and remove machines.")
 image_app = new_app("image", "Build, list and remove guest images.")
+spice_app = new_app("spice", "Talk to a VM's Spice server.")
 app.add_typer(daemon_app, name="daemon")
 app.add_typer(vm_app, name="vm")
 app.add_typer(image_app, name="image")
+app.add_typer(spice_app, name="spice")
 verbs.register(vm_app, aiva=False)
 
 
@@ -146,6 +149,78 @@ def daemon_status(fmt: verbs.FormatOpt = None, json_flag: verbs.JsonOpt = False)
         )
     if info is None:
         raise typer.Exit(EXIT_DAEMON)
+
+
+# -- spice --------------------------------------------------------------------------------
+
+
+def _host_port(text: str) -> tuple[str, int]:
+    host, sep, port = text.rpartition(":")
+    host = host.strip("[]")
+    if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
+        raise InvalidInput(f"bad Spice address {text!r}: use HOST:PORT, like 127.0.0.1:5900")
+    return host, int(port)
+
+
+@spice_app.command("probe")
+def spice_probe(
+    address: Annotated[str, typer.Argument(help="HOST:PORT of the Spice server.")],
+    password_file: Annotated[
+        Path | None, typer.Option("--password-file", help="File holding the Spice password.")
+    ] = None,
+    tls: Annotated[bool, typer.Option("--tls", help="ADDRESS is the server's tls-port.")] = False,
+    ca: Annotated[Path | None, typer.Option("--ca", help="CA certificate for --tls.")] = None,
+    timeout: Annotated[float, typer.Option("--timeout", help="Seconds for each step.")] = 10.0,
+    fmt: verbs.FormatOpt = None,
+    json_flag: verbs.JsonOpt = False,
+) -> None:
+    """Link the main channel, list the server's channels, link each, and show how long
+    every step took."""
+    out = pick_format(fmt, json_flag)
+    host, port = _host_port(address)
+    password = None
+    if password_file is not None:
+        try:
+            password = password_file.read_text().rstrip("\n")
+        except OSError as err:
+            raise InvalidInput(
+                f"cannot read --password-file {password_file}: {err.strerror}"
+            ) from err
+    result = connect().spice_probe(
+        host,
+        port,
+        password=password,
+        tls=tls,
+        ca_file=str(ca.absolute()) if ca else None,
+        timeout=timeout,
+    )
+    if out is not Format.TABLE:
+        emit_document(result, out)
+        return
+    print_pairs(
+        [
+            (
+                "server",
+                f"{host}:{port}{' (TLS)' if tls else ''}, session {result.get('session_id')}",
+            ),
+            ("tcp connect", f"{result.get('tcp_connect_ms', 0):.1f} ms"),
+            ("main linked", f"{result.get('link_main_ms', 0):.1f} ms"),
+            ("MAIN_INIT at", f"{result.get('main_init_at_ms', 0):.1f} ms"),
+            ("channels at", f"{result.get('channels_list_at_ms', 0):.1f} ms"),
+            ("all linked at", f"{result.get('all_linked_at_ms', 0):.1f} ms"),
+        ]
+    )
+    links = result.get("channel_link_ms") or {}
+    errors = result.get("channel_errors") or {}
+    rows = []
+    for name in result.get("channels") or []:
+        if name in errors:
+            rows.append([name, "failed", str(errors[name])])
+        elif name in links:
+            rows.append([name, f"{links[name]:.1f} ms", ""])
+        else:
+            rows.append([name, "main", ""])
+    print_table(["CHANNEL", "LINK", "ERROR"], rows)
 
 
 # -- images -------------------------------------------------------------------------------

@@ -44,6 +44,7 @@ from cargobay.daemon.schemas import (
     ExecRequestBody,
     Info,
     Machine,
+    SpiceProbeRequest,
     StartRequest,
     StopRequest,
 )
@@ -390,6 +391,15 @@ def create_app(state: DaemonState, *, recover: bool = True) -> FastAPI:
             )
         state.images.delete_image(name)
         return Response(status_code=204)
+
+    @app.post("/v1/spice/probe", tags=["vmcontrol"])
+    async def spice_probe(body: SpiceProbeRequest) -> dict[str, Any]:
+        """Link a Spice server's main channel, list its channels, link each, with timings."""
+        from cargobay.vmcontrol.spice.client import probe, tls_context
+
+        context = tls_context(body.ca_file) if body.tls else None
+        result = await probe(body.host, body.port, body.password, tls=context, timeout=body.timeout)
+        return result.to_dict()
 
     @app.post("/v1/daemon/shutdown", status_code=202, tags=["daemon"])
     async def shutdown() -> JSONResponse:

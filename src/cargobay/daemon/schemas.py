@@ -33,6 +33,15 @@ class _Request(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
 
+class SpiceProbeRequest(_Request):
+    host: str = Field(min_length=1, description="Spice server address (a VM's -spice addr).")
+    port: int = Field(ge=1, le=65535, description="Its port, or its tls-port with tls=true.")
+    password: str | None = Field(default=None, description="The Spice ticket (password).")
+    tls: bool = False
+    ca_file: str | None = Field(default=None, description="CA certificate file for tls=true.")
+    timeout: float = Field(default=10.0, gt=0, le=120)
+
+
 class CreateMachineRequest(_Request):
     name: str = Field(description="Machine name: 1-63 of a-z 0-9 - _ . starting alphanumeric.")
     image: str = "default"

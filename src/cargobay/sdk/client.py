@@ -108,6 +108,10 @@ class _Requests:
         return _Call("GET", "/v1/info", timeout=10.0)
 
     @staticmethod
+    def spice_probe(body: dict[str, Any]) -> _Call:
+        return _Call("POST", "/v1/spice/probe", json=body, timeout=float(body["timeout"]) + 5)
+
+    @staticmethod
     def list_machines() -> _Call:
         return _Call("GET", "/v1/machines")
 
@@ -322,6 +326,22 @@ class CargoBayClient:
 
     def info(self) -> dict[str, Any]:
         result: dict[str, Any] = self._request(_Requests.info())
+        return result
+
+    def spice_probe(
+        self,
+        host: str,
+        port: int,
+        *,
+        password: str | None = None,
+        tls: bool = False,
+        ca_file: str | None = None,
+        timeout: float = 10.0,
+    ) -> dict[str, Any]:
+        """What a Spice server offers, and how long linking each channel took (ms)."""
+        body = {"host": host, "port": port, "password": password, "tls": tls,
+                "ca_file": ca_file, "timeout": timeout}  # fmt: skip
+        result: dict[str, Any] = self._request(_Requests.spice_probe(body))
         return result
 
     def list_machines(self) -> list[dict[str, Any]]:
