@@ -34,6 +34,7 @@ def test_document_covers_the_api() -> None:
         ("get", "/v1/images"),
         ("post", "/v1/images/build"),
         ("delete", "/v1/images/{name}"),
+        ("post", "/v1/spice/probe"),
         ("post", "/v1/daemon/shutdown"),
     }
     actual = {(m, p) for p, ops in doc["paths"].items() for m in ops}
