@@ -179,6 +179,11 @@ class QemuHypervisor:
         if machine not in ("microvm", "q35"):
             raise InvalidInput(f"unknown QEMU machine {machine!r}: use microvm or q35")
         ports = parse_ports(spec.extra.get("ports", ""))
+        display = spec.extra.get("display", "none")
+        if display not in ("none", "vga"):
+            raise InvalidInput(f"unknown display {display!r}: use none or vga (q35)")
+        if display == "vga" and machine != "q35":
+            raise InvalidInput("a VGA display needs machine q35 (microvm has no display)")
         choice = await self._choose_accel(spec, qemu)
         params: list[str] = []
         if choice.accel == "tcg":  # measures the TSC once (~0.1 s): not on the event loop
@@ -188,6 +193,7 @@ class QemuHypervisor:
             machine=machine,  # type: ignore[arg-type]
             extra_kernel_params=tuple(params),
             ports=ports,
+            display=display,  # type: ignore[arg-type]
         )
         layout.run_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
         layout.state_dir.mkdir(parents=True, exist_ok=True)

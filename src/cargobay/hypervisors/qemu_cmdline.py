@@ -109,6 +109,8 @@ class QemuOptions:
     ports: tuple[tuple[str, int, int], ...] = ()
     """(protocol, host port, guest port) forwards; any adds a user-mode NIC."""
     daemonize: bool = True
+    display: Literal["none", "vga"] = "none"
+    """``vga`` adds a VGA adapter (q35 only: microvm has no display), for screendumps."""
     extra_args: tuple[str, ...] = field(default=())
 
 
@@ -230,6 +232,10 @@ def build_argv(qemu: str, spec: VMSpec, options: QemuOptions) -> list[str]:
             f"hostfwd={proto}:127.0.0.1:{host}-:{guest}" for proto, host, guest in options.ports
         )
         argv += ["-netdev", f"user,id=net0,{forwards}", "-device", f"virtio-net-{bus},netdev=net0"]
+    if options.display == "vga":
+        if microvm:
+            raise InvalidInput("a VGA display needs the q35 machine (microvm has no display)")
+        argv += ["-device", "VGA"]
     if options.vsock_cid is not None:
         if not 3 <= options.vsock_cid < 0xFFFFFFFF:
             raise InvalidInput(f"vsock CID {options.vsock_cid} is reserved or out of range")

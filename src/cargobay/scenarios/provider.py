@@ -8,16 +8,14 @@ will implement the same Protocol with QMP/QGA through ``qemuMonitorCommand`` /
 ``qemuAgentCommand`` adapters that offer the methods of ``QmpChannel``/``QgaChannel``.
 
 Displays.  microvm has no display device, so QMP ``screendump`` answers "There is no
-console".  A VM with ``display: vga`` boots as q35 with ``-device VGA``; the QEMU
-backend does not (yet) take display devices from ``VMSpec.extra``, so this module adds
-the device through a small subclass of ``QemuHypervisor`` (see ``_DisplayQemu``).
+console".  A VM with ``display: vga`` boots as q35 with ``-device VGA``
+(``VMSpec.extra["display"] = "vga"``, which the QEMU backend maps onto its command line).
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import dataclasses
 import shutil
 import time
 from collections.abc import Mapping
@@ -25,10 +23,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
-from cargobay.hypervisors.accel import AccelChoice
 from cargobay.hypervisors.base import VMHandle, VMSpec
 from cargobay.hypervisors.qemu import QemuHypervisor
-from cargobay.hypervisors.qemu_cmdline import QemuLayout, QemuOptions
 from cargobay.images import ImageStore
 from cargobay.machines.files import create_data_disk
 from cargobay.paths import Paths
@@ -100,27 +96,6 @@ class VMProvider(Protocol):
         ...
 
 
-class _DisplayQemu(QemuHypervisor):
-    """The QEMU backend plus ``-device VGA`` for specs with ``extra["display"] == "vga"``.
-
-    Overrides the backend's internal launch step: remove once ``QemuHypervisor.start``
-    maps a display option from ``VMSpec.extra`` onto ``QemuOptions.extra_args`` itself."""
-
-    async def _launch(
-        self,
-        qemu: str,
-        spec: VMSpec,
-        layout: QemuLayout,
-        options: QemuOptions,
-        choice: AccelChoice,
-    ) -> VMHandle:
-        if spec.extra.get("display") == "vga":
-            options = dataclasses.replace(
-                options, extra_args=(*options.extra_args, "-device", "VGA")
-            )
-        return await super()._launch(qemu, spec, layout, options, choice)
-
-
 @dataclass
 class _QemuVM:
     handle: VMHandle
@@ -135,7 +110,7 @@ class QemuProvider:
 
     def __init__(self, *, paths: Paths | None = None, env: Mapping[str, str] | None = None):
         self._paths = paths or Paths.from_env(env)
-        self._hv = _DisplayQemu(paths=self._paths, env=env)
+        self._hv = QemuHypervisor(paths=self._paths, env=env)
 
     async def boot(self, vm: VMDef, *, run_id: str, index: int, traffic: TrafficLog) -> BootedVM:
         paths = self._paths

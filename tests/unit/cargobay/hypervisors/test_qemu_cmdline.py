@@ -157,6 +157,16 @@ def test_q35_uses_pci_devices_and_keeps_pci() -> None:
     assert "pci=off" not in options_of(argv, "-append")[0]
 
 
+def test_vga_display_only_on_q35() -> None:
+    argv = build_argv("qemu", make_spec(), QemuOptions(machine="q35", display="vga"))
+    assert "VGA" in options_of(argv, "-device")
+    assert "VGA" not in options_of(
+        build_argv("qemu", make_spec(), QemuOptions(machine="q35")), "-device"
+    )
+    with pytest.raises(InvalidInput, match="q35"):
+        build_argv("qemu", make_spec(), QemuOptions(display="vga"))
+
+
 def test_ports_add_a_user_nic_bound_to_loopback() -> None:
     none = build_argv("qemu", make_spec(), QemuOptions())
     assert "-netdev" not in none
