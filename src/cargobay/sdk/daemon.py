@@ -12,10 +12,13 @@ other exits at once, and both callers see the winner answer.
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import os
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -64,48 +67,84 @@ def _log_tail(path: Path, lines: int = 5) -> str:
     return ("; the daemon log ends with:\n" + "\n".join(tail)) if tail else ""
 
 
+@contextlib.contextmanager
+def _start_lock(paths: Paths, deadline: float) -> Iterator[None]:
+    """Only one process at a time starts cargobayd.  Without this, racing callers each
+    spawned a daemon and relied on the pid-file lock to make the extras exit; a slow
+    extra that reached the lock after the winner had already been stopped became a
+    daemon nobody asked for."""
+    paths.ensure()
+    fd = os.open(paths.runtime / "cargobayd.start.lock", os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        while True:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                if time.monotonic() > deadline:
+                    raise DaemonError(
+                        "another process is starting cargobayd and has not finished; "
+                        f"see {paths.daemon_log}"
+                    ) from None
+                time.sleep(0.05)
+        yield
+    finally:
+        os.close(fd)  # releases the lock
+
+
 def ensure_daemon(paths: Paths | None = None, timeout: float = 30.0) -> dict[str, Any]:
     """Make sure cargobayd answers on ``paths.daemon_socket``; start it if needed.
 
     Returns the daemon's ``/v1/info``.  Raises ``DaemonError`` (with the end of the
     daemon log) when it does not answer within ``timeout`` seconds or exits at once."""
     paths = paths or Paths.from_env()
+    deadline = time.monotonic() + timeout
     with CargoBayClient(paths=paths) as client:
         try:
             return client.info()
         except DaemonError:
             pass
-        env = daemon_environment(paths)
-        paths.ensure()
-        with paths.daemon_log.open("ab") as log:
-            proc = subprocess.Popen(
-                [sys.executable, "-m", "cargobay.daemon.server"],
-                stdin=subprocess.DEVNULL,
-                stdout=log,
-                stderr=log,
-                env=env,
-                start_new_session=True,
-                close_fds=True,
-            )
-        deadline = time.monotonic() + timeout
-        exited_at: float | None = None
-        while True:
+        with _start_lock(paths, deadline):
             try:
-                return client.info()
+                return client.info()  # started by whoever held the lock before us
             except DaemonError:
                 pass
-            now = time.monotonic()
-            if exited_at is None and proc.poll() is not None:
-                # Lost a race to another daemon (it answers soon) or failed to start.
-                exited_at = now
-            if exited_at is not None and now - exited_at > 2.0:
-                raise DaemonError(
-                    f"cargobayd exited at once with status {proc.returncode}"
-                    + _log_tail(paths.daemon_log)
-                )
-            if now > deadline:
-                raise DaemonError(
-                    f"cargobayd did not answer on {paths.daemon_socket} within {timeout:g} s"
-                    + _log_tail(paths.daemon_log)
-                )
-            time.sleep(0.05)
+            return _spawn_and_wait(paths, client, deadline, timeout)
+
+
+def _spawn_and_wait(
+    paths: Paths, client: CargoBayClient, deadline: float, timeout: float
+) -> dict[str, Any]:
+    """Start cargobayd detached (its own session, output to the daemon log) and wait
+    until it answers; the caller holds the start lock."""
+    with paths.daemon_log.open("ab") as log:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "cargobay.daemon.server"],
+            stdin=subprocess.DEVNULL,
+            stdout=log,
+            stderr=log,
+            env=daemon_environment(paths),
+            start_new_session=True,
+            close_fds=True,
+        )
+    exited_at: float | None = None
+    while True:
+        try:
+            return client.info()
+        except DaemonError:
+            pass
+        now = time.monotonic()
+        if exited_at is None and proc.poll() is not None:
+            # Started outside ensure_daemon by someone else (it answers soon), or failed.
+            exited_at = now
+        if exited_at is not None and now - exited_at > 2.0:
+            raise DaemonError(
+                f"cargobayd exited at once with status {proc.returncode}"
+                + _log_tail(paths.daemon_log)
+            )
+        if now > deadline:
+            raise DaemonError(
+                f"cargobayd did not answer on {paths.daemon_socket} within {timeout:g} s"
+                + _log_tail(paths.daemon_log)
+            )
+        time.sleep(0.05)

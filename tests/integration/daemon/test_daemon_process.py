@@ -105,6 +105,11 @@ def test_ensure_daemon_starts_one_detached_daemon_even_when_racing(test_paths: P
         time.sleep(0.05)
     else:
         pytest.fail("cargobayd still answers 20 s after SIGTERM")
+    # No late starter takes over once the winner is gone (each racer used to spawn a
+    # daemon of its own; a slow one could outlive the winner and keep running).
+    time.sleep(2.5)
+    with pytest.raises(DaemonError):
+        client.info()
 
 
 def test_bad_requests_do_not_hurt_the_daemon(test_paths: Paths, daemons: StartDaemon) -> None:
