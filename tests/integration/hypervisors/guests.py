@@ -80,8 +80,15 @@ ACPI_SCRIPT = b"""#!/bin/busybox sh
 /bin/busybox insmod /cbmod/evdev.ko
 /bin/busybox insmod /cbmod/button.ko
 while [ ! -e /dev/input/event0 ]; do /bin/busybox sleep 0.1; done
+/bin/busybox acpid -d -a /cbtest.acpid.conf &
+pid=$!
+# READY only once acpid holds the event device: a button pressed before that is lost.
+until /bin/busybox ls -l /proc/$pid/fd 2>/dev/null | /bin/busybox grep -q event0; do
+    /bin/busybox sleep 0.05
+done
 echo CBTEST-ACPI-READY
-exec /bin/busybox acpid -d -a /cbtest.acpid.conf
+wait $pid
+while true; do /bin/busybox sleep 3600; done  # PID 1 must not exit
 """
 
 POWEROFF_SCRIPT = b"""#!/bin/busybox sh
