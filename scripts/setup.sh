@@ -28,8 +28,8 @@ if [ ${#missing[@]} -gt 0 ]; then
     [ "$(id -u)" -eq 0 ] || SUDO="sudo"
     echo "setup: installing Debian packages: ${missing[*]}" >&2
     export DEBIAN_FRONTEND=noninteractive
-    $SUDO apt-get update -q >&2
-    $SUDO apt-get install -y -q --no-install-recommends "${missing[@]}" >&2
+    $SUDO apt-get update -q -o DPkg::Lock::Timeout=300 >&2
+    $SUDO apt-get install -y -q -o DPkg::Lock::Timeout=300 --no-install-recommends "${missing[@]}" >&2
 fi
 
 PY=${PYTHON:-python3}
