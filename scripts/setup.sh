@@ -15,6 +15,7 @@ apt_main=(python3 python3-venv python3-dev gcc)
 apt_main+=(qemu-system-x86 debootstrap e2fsprogs kmod zstd)
 apt_test=(golang-go golang-github-hashicorp-yamux-dev qemu-guest-agent)
 apt_test+=(cpio)  # the initramfs writer is checked against GNU cpio
+apt_test+=(docker.io docker-registry busybox-static)  # containers: real dockerd, a loopback registry, images built from busybox
 
 want=("${apt_main[@]}")
 [ "$purpose" = test ] && want+=("${apt_test[@]}")

@@ -102,3 +102,140 @@ ERROR_TYPES: dict[str, type[CargoBayError]] = {
     )
 }
 """Error classes by code, so the SDK can re-raise what the daemon reported."""
+
+
+# --- containers (Docker Engine) -------------------------------------------------------
+#
+#   ContainerError                    the Docker Engine and what runs on it
+#   ├── EngineUnavailable (503)       no engine, or it went away (mid-stream too)
+#   ├── EngineError (502)             the Engine answered with an error (status, message)
+#   │   └── EngineStreamError         an error inside a 200 progress stream (pull, push, build)
+#   ├── ContainerNotFound (404)       also NotFound
+#   ├── ImageNotFound (404)           also NotFound
+#   ├── NetworkNotFound (404)         also NotFound
+#   ├── VolumeNotFound (404)          also NotFound
+#   ├── ContainerConflict (409)       a name in use, a container in the wrong state
+#   ├── InvalidReference (400)        a malformed image reference (also InvalidInput)
+#   └── RegistryError (502)           talking to a registry for an update check
+
+
+class ContainerError(CargoBayError):
+    code = "container_error"
+    status = 502
+
+
+class EngineUnavailable(ContainerError):
+    code = "engine_unavailable"
+    status = 503
+
+
+class EngineError(ContainerError):
+    """The Docker Engine answered an error; ``engine_status`` is its HTTP status (0 inside a
+    stream) and ``engine_message`` its own words."""
+
+    code = "engine_error"
+    status = 502
+
+    def __init__(
+        self, message: str, *, engine_status: int = 0, engine_message: str = ""
+    ) -> None:
+        super().__init__(message)
+        self.engine_status = engine_status
+        self.engine_message = engine_message or message
+
+
+class EngineStreamError(EngineError):
+    code = "engine_stream_error"
+
+
+class ContainerNotFound(ContainerError, NotFound):
+    code = "container_not_found"
+    status = 404
+
+
+class ImageNotFound(ContainerError, NotFound):
+    code = "image_not_found"
+    status = 404
+
+
+class NetworkNotFound(ContainerError, NotFound):
+    code = "network_not_found"
+    status = 404
+
+
+class VolumeNotFound(ContainerError, NotFound):
+    code = "volume_not_found"
+    status = 404
+
+
+class ContainerConflict(ContainerError, Conflict):
+    code = "container_conflict"
+    status = 409
+
+
+class InvalidReference(ContainerError, InvalidInput):
+    code = "invalid_reference"
+    status = 400
+
+
+class RegistryError(ContainerError):
+    code = "registry_error"
+    status = 502
+
+
+ERROR_TYPES.update(
+    {
+        cls.code: cls
+        for cls in (
+            ContainerError,
+            EngineUnavailable,
+            EngineError,
+            EngineStreamError,
+            ContainerNotFound,
+            ImageNotFound,
+            NetworkNotFound,
+            VolumeNotFound,
+            ContainerConflict,
+            InvalidReference,
+            RegistryError,
+        )
+    }
+)
+
+
+# --- compose (cargobay.containers.compose) ----------------------------------------------
+#
+#   ContainerError
+#   └── ComposeError (502)            running a compose project failed (names the service)
+#       └── ComposeFileError (400)    a compose file is wrong (names file, service, key)
+
+
+class ComposeError(ContainerError):
+    code = "compose_error"
+    status = 502
+
+
+class ComposeFileError(ComposeError, InvalidInput):
+    """A compose file (or project) that cannot be used: ``file``, ``service`` and ``key``
+    say where; the message says what is wrong."""
+
+    code = "compose_file_error"
+    status = 400
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        file: str = "",
+        service: str | None = None,
+        key: str | None = None,
+    ) -> None:
+        where = [part for part in (file, f"service {service!r}" if service else "",
+                                   f"key {key!r}" if key else "") if part]  # fmt: skip
+        super().__init__(f"{': '.join(where)}: {message}" if where else message)
+        self.file = file
+        self.service = service
+        self.key = key
+
+
+ERROR_TYPES.update({cls.code: cls for cls in (ComposeError, ComposeFileError)})

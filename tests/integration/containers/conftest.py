@@ -1,0 +1,290 @@
+"""Session fixtures for every Docker test (this folder and ``compose/`` below it).
+
+``docker_engine``  the URL of a Docker Engine that answers ``/_ping``: the one already
+                   listening on /var/run/docker.sock, else a ``dockerd`` this fixture starts
+                   as root (log in a temp dir, printed if it fails to come up) and stops at
+                   the end of the session.  No root or no dockerd: skip on a laptop, fail
+                   under CI=true.
+``busybox_image``  ``cargobay-test/busybox:1``, imported (``docker import`` through the
+                   Engine API) from Debian's busybox-static with a symlink per applet,
+                   ``/etc/passwd``, ``/etc/group`` and ``/tmp``; ``CMD ["sh"]``.  No
+                   registry is involved.  Reused when it already exists with the same
+                   content label.
+``local_registry`` Debian's ``docker-registry`` on 127.0.0.1:<free port> with its storage
+                   in a temp dir (loopback registries are "insecure" to dockerd by default,
+                   so plain HTTP works); stopped at the end.
+
+``engine`` (function scope) is a connected :class:`DockerEngine` for async tests.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import io
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import tarfile
+import tempfile
+import time
+import urllib.error
+import urllib.request
+from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import pytest
+
+from tests.support import require, require_binary
+
+if TYPE_CHECKING:
+    from cargobay.containers.engine import DockerEngine
+
+DOCKER_SOCKET = Path("/var/run/docker.sock")
+DOCKER_URL = f"unix://{DOCKER_SOCKET}"
+BUSYBOX_IMAGE = "cargobay-test/busybox:1"
+BUSYBOX_STATIC = Path("/bin/busybox")
+START_TIMEOUT = 60.0
+
+
+def _ping(socket_path: Path = DOCKER_SOCKET) -> bool:
+    """True when something on ``socket_path`` answers ``GET /_ping`` with OK."""
+    if not socket_path.is_socket():
+        return False
+    try:
+        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
+            sock.settimeout(2.0)
+            sock.connect(str(socket_path))
+            sock.sendall(b"GET /_ping HTTP/1.0\r\nHost: docker\r\n\r\n")
+            reply = b""
+            while chunk := sock.recv(4096):
+                reply += chunk
+    except OSError:
+        return False
+    return reply.startswith(b"HTTP/1.") and b" 200 " in reply.split(b"\r\n", 1)[0]
+
+
+@pytest.fixture(scope="session")
+def docker_engine() -> Iterator[str]:
+    """The URL of a running Docker Engine (started here if needed, stopped if started)."""
+    if _ping():
+        yield DOCKER_URL
+        return
+    dockerd = shutil.which("dockerd") or (
+        "/usr/sbin/dockerd" if Path("/usr/sbin/dockerd").exists() else None
+    )
+    require(dockerd is not None, "dockerd not found (Debian: apt-get install docker.io)")
+    require(os.geteuid() == 0, "root, to start dockerd (or start dockerd yourself)")
+    assert dockerd is not None
+    workdir = Path(tempfile.mkdtemp(prefix="cb-dockerd-"))
+    log_path = workdir / "dockerd.log"
+    with log_path.open("wb") as log:
+        process = subprocess.Popen(
+            [dockerd, "--host", DOCKER_URL],
+            stdin=subprocess.DEVNULL,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+    deadline = time.monotonic() + START_TIMEOUT
+    while not _ping():
+        if process.poll() is not None:
+            # another session may have started one at the same moment: use it
+            if _ping():
+                break
+            pytest.fail(
+                f"dockerd exited with {process.returncode} before answering; "
+                f"log: {log_path}\n{log_path.read_text(errors='replace')[-3000:]}",
+                pytrace=False,
+            )
+        if time.monotonic() > deadline:
+            process.kill()
+            pytest.fail(
+                f"dockerd did not answer /_ping within {START_TIMEOUT:g} s; log: {log_path}",
+                pytrace=False,
+            )
+        time.sleep(0.1)
+    try:
+        yield DOCKER_URL
+    finally:
+        if process.poll() is None:
+            process.send_signal(signal.SIGTERM)
+            try:
+                process.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
+        shutil.rmtree(workdir, ignore_errors=True)
+
+
+def _busybox_applets(binary: Path) -> list[str]:
+    listing = subprocess.run(
+        [str(binary), "--list-full"], check=True, capture_output=True, text=True
+    ).stdout
+    return sorted(line.strip() for line in listing.splitlines() if line.strip())
+
+
+def busybox_rootfs_tar(binary: Path = BUSYBOX_STATIC) -> bytes:
+    """A root filesystem tarball: busybox-static, its applet links, passwd/group, /tmp."""
+    buffer = io.BytesIO()
+    mtime = int(binary.stat().st_mtime)
+
+    def add_dir(tar: tarfile.TarFile, name: str, mode: int = 0o755) -> None:
+        info = tarfile.TarInfo(name)
+        info.type, info.mode, info.mtime = tarfile.DIRTYPE, mode, mtime
+        tar.addfile(info)
+
+    def add_file(tar: tarfile.TarFile, name: str, data: bytes, mode: int = 0o644) -> None:
+        info = tarfile.TarInfo(name)
+        info.size, info.mode, info.mtime = len(data), mode, mtime
+        tar.addfile(info, io.BytesIO(data))
+
+    with tarfile.open(fileobj=buffer, mode="w") as tar:
+        for name in ("bin", "sbin", "usr", "usr/bin", "usr/sbin", "etc", "root", "var"):
+            add_dir(tar, name)
+        add_dir(tar, "tmp", 0o1777)
+        add_file(tar, "bin/busybox", binary.read_bytes(), 0o755)
+        for applet in _busybox_applets(binary):
+            if applet in ("bin/busybox", "busybox"):
+                continue
+            info = tarfile.TarInfo(applet)
+            info.type, info.linkname, info.mtime = tarfile.SYMTYPE, "/bin/busybox", mtime
+            tar.addfile(info)
+        add_file(
+            tar,
+            "etc/passwd",
+            b"root:x:0:0:root:/root:/bin/sh\nnobody:x:65534:65534:nobody:/:/bin/false\n",
+        )
+        add_file(tar, "etc/group", b"root:x:0:\nnogroup:x:65534:\n")
+    return buffer.getvalue()
+
+
+async def import_busybox(url: str, reference: str = BUSYBOX_IMAGE) -> str:
+    """Import the busybox rootfs as ``reference`` (skipped when the same content is there)."""
+    from cargobay.containers.engine import DockerEngine
+    from cargobay.errors import ImageNotFound
+
+    tarball = busybox_rootfs_tar()
+    digest = hashlib.sha256(tarball).hexdigest()[:16]
+    repo, _, tag = reference.rpartition(":")
+    async with await DockerEngine.connect(url) as engine:
+        try:
+            existing = await engine.inspect_image(reference)
+            labels = (existing.get("Config") or {}).get("Labels") or {}
+            if labels.get("org.cargobay.test.rootfs") == digest:
+                return str(existing["Id"])
+        except ImageNotFound:
+            pass
+        return await engine.import_image(
+            tarball,
+            repo=repo,
+            tag=tag,
+            changes=[
+                'CMD ["sh"]',
+                "ENV PATH=/usr/sbin:/usr/bin:/sbin:/bin",
+                f"LABEL org.cargobay.test.rootfs={digest}",
+            ],
+            message="cargobay test image from Debian's busybox-static",
+        )
+
+
+@pytest.fixture(scope="session")
+def busybox_image(docker_engine: str) -> str:
+    """``cargobay-test/busybox:1``, imported from Debian's busybox-static (no registry)."""
+    require(
+        BUSYBOX_STATIC.exists() and b"ld-linux" not in BUSYBOX_STATIC.read_bytes()[:8192],
+        "a static /bin/busybox (Debian: apt-get install busybox-static)",
+    )
+    asyncio.run(import_busybox(docker_engine))
+    return BUSYBOX_IMAGE
+
+
+@dataclass(frozen=True)
+class LocalRegistry:
+    """A registry on loopback: push to ``f"{host}/name:tag"``, talk HTTP to ``url``."""
+
+    host: str
+    url: str
+    root: Path
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def _registry_answers(url: str) -> bool:
+    try:
+        with urllib.request.urlopen(f"{url}/v2/", timeout=1) as reply:
+            return int(reply.status) == 200
+    except (urllib.error.URLError, OSError):
+        return False
+
+
+@pytest.fixture(scope="session")
+def local_registry(docker_engine: str) -> Iterator[LocalRegistry]:
+    """Debian's docker-registry on 127.0.0.1:<free port>, storage in a temp dir."""
+    binary = require_binary("docker-registry", "Debian: apt-get install docker-registry")
+    root = Path(tempfile.mkdtemp(prefix="cb-registry-"))
+    port = _free_port()
+    config = root / "config.yml"
+    config.write_text(
+        "version: 0.1\n"
+        "log:\n  level: warn\n"
+        "storage:\n"
+        f"  filesystem:\n    rootdirectory: {root / 'data'}\n"
+        "  delete:\n    enabled: true\n"
+        "http:\n"
+        f"  addr: 127.0.0.1:{port}\n"
+    )
+    log_path = root / "registry.log"
+    with log_path.open("wb") as log:
+        process = subprocess.Popen(
+            [binary, "serve", str(config)],
+            stdin=subprocess.DEVNULL,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 30
+    while not _registry_answers(url):
+        if process.poll() is not None or time.monotonic() > deadline:
+            process.kill()
+            pytest.fail(
+                f"docker-registry did not come up on {url}; "
+                f"log:\n{log_path.read_text(errors='replace')[-3000:]}",
+                pytrace=False,
+            )
+        time.sleep(0.05)
+    try:
+        yield LocalRegistry(host=f"127.0.0.1:{port}", url=url, root=root)
+    finally:
+        process.terminate()
+        try:
+            process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+        shutil.rmtree(root, ignore_errors=True)
+
+
+@pytest.fixture
+async def engine(docker_engine: str) -> AsyncIterator[DockerEngine]:
+    """A connected :class:`cargobay.containers.engine.DockerEngine` (closed afterwards)."""
+    from cargobay.containers.engine import DockerEngine
+
+    async with await DockerEngine.connect(docker_engine) as connected:
+        yield connected
+
+
+@pytest.fixture
+def unique_name(request: pytest.FixtureRequest) -> str:
+    """A short name no other test (or run) uses: ``cbt-<test>-<random>``."""
+    stem = "".join(c if c.isalnum() else "-" for c in request.node.name.lower())[:24]
+    return f"cbt-{stem.strip('-')}-{os.urandom(3).hex()}"
