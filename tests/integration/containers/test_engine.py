@@ -37,7 +37,7 @@ async def test_connect_to_nothing_is_engine_unavailable(tmp_path: Path) -> None:
     path = tmp_path / "no-engine.sock"
     with socket.socket(socket.AF_UNIX) as sock:  # a socket file nobody listens on
         sock.bind(str(path))
-    with pytest.raises(EngineUnavailable, match="no-engine.sock|cannot reach"):
+    with pytest.raises(EngineUnavailable, match="cannot reach"):
         await DockerEngine.connect(f"unix://{path}", timeout=3)
 
 
