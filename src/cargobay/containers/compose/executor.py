@@ -1,0 +1,323 @@
+"""Carry out ``up`` plans against the Docker Engine, and undo a failed ``up``.
+
+The executor is the only part of ``up`` that does I/O.  It creates the plan's networks,
+then volumes, then runs one asyncio task per service: a task first waits until every
+``depends_on`` condition of its service holds (``service_started``: the dependency's
+task finished starting it; ``service_healthy``: each of its containers reports
+``healthy``; ``service_completed_successfully``: each exited with 0), then creates,
+recreates, starts or removes that service's containers, replicas in parallel.
+Independent services therefore start at the same time.
+
+Everything this ``up`` changes is written in a ``Journal``; when a step fails, the
+journal is undone in reverse (new containers removed, replaced containers renamed back
+and restarted, new volumes and networks removed) and the error names the service and
+says what was rolled back.  Recreating renames the old container out of the way
+(``<id12>_<name>``, as docker-compose does) and removes it only once the new one runs.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Callable, Coroutine, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from cargobay.containers.compose.model import ComposeProject
+from cargobay.containers.compose.planner import ObservedContainer, Plan, ServicePlan
+from cargobay.containers.compose.spec import (
+    ContainerSpec,
+    container_create_body,
+    network_create_args,
+    volume_create_args,
+)
+from cargobay.containers.engine import DockerEngine
+from cargobay.errors import CargoBayError, ComposeError, ContainerError, NotFound
+
+__all__ = ["Event", "Journal", "UpExecutor", "wait_healthy"]
+
+log = logging.getLogger(__name__)
+
+Event = dict[str, Any]
+EventSink = Callable[[Event], None]
+
+HEALTH_POLL = 0.2
+"""Seconds between health polls while a dependent waits for ``service_healthy``."""
+
+
+def _event(kind: str, name: str, status: str, service: str | None = None, **more: Any) -> Event:
+    event: Event = {"type": "progress", "resource": kind, "name": name, "status": status}
+    if service is not None:
+        event["service"] = service
+    event.update(more)
+    return event
+
+
+@dataclass
+class Journal:
+    """What an ``up`` changed, so a failure can undo it."""
+
+    networks: list[str] = field(default_factory=list)
+    volumes: list[str] = field(default_factory=list)
+    containers: list[str] = field(default_factory=list)
+    """Ids of containers this ``up`` created."""
+    renamed: list[tuple[str, str, bool]] = field(default_factory=list)
+    """(id, original name, was running) of containers moved aside for a recreate."""
+    started: list[str] = field(default_factory=list)
+    """Ids of existing containers this ``up`` started."""
+
+    async def undo(self, engine: DockerEngine, emit: EventSink) -> list[str]:
+        """Undo in reverse order; what could not be undone is returned (and logged)."""
+        left: list[str] = []
+
+        async def attempt(what: str, step: Any) -> None:
+            try:
+                await step
+            except NotFound:
+                pass
+            except CargoBayError as err:
+                log.warning("rollback: %s failed: %s", what, err)
+                left.append(f"{what} ({err})")
+
+        await asyncio.gather(
+            *(
+                attempt(f"remove container {cid[:12]}", engine.remove_container(cid, force=True))
+                for cid in reversed(self.containers)
+            )
+        )
+        for cid, name, was_running in reversed(self.renamed):
+            await attempt(f"rename {cid[:12]} back to {name}", engine.rename_container(cid, name))
+            if was_running:
+                await attempt(f"restart {name}", engine.start_container(cid))
+        for cid in self.started:
+            await attempt(f"stop {cid[:12]}", engine.stop_container(cid))
+        for volume in reversed(self.volumes):
+            await attempt(f"remove volume {volume}", engine.remove_volume(volume))
+        for network in reversed(self.networks):
+            await attempt(f"remove network {network}", engine.remove_network(network))
+        emit({"type": "rollback", "left": left})
+        return left
+
+
+async def wait_healthy(engine: DockerEngine, container_id: str, name: str, timeout: float) -> None:
+    """Until the container's health check reports healthy; an error if it turns unhealthy,
+    stops, or has no health check."""
+    deadline = time.monotonic() + timeout
+    while True:
+        state = (await engine.inspect_container(container_id)).get("State") or {}
+        health = (state.get("Health") or {}).get("Status")
+        if health == "healthy":
+            return
+        if health is None:
+            raise ComposeError(f"container {name} has no health check to wait for")
+        if health == "unhealthy":
+            raise ComposeError(f"container {name} is unhealthy")
+        if not state.get("Running"):
+            raise ComposeError(
+                f"container {name} exited with code {state.get('ExitCode')} "
+                "before it became healthy"
+            )
+        if time.monotonic() > deadline:
+            raise ComposeError(f"container {name} did not become healthy within {timeout:g} s")
+        await asyncio.sleep(HEALTH_POLL)
+
+
+class UpExecutor:
+    """Runs one ``Plan`` (see the module docstring)."""
+
+    def __init__(
+        self,
+        engine: DockerEngine,
+        project: ComposeProject,
+        *,
+        hashes: Mapping[str, str],
+        environment: Mapping[str, str],
+        environment_file: str | None,
+        emit: EventSink,
+        wait_timeout: float = 300.0,
+    ) -> None:
+        self.engine = engine
+        self.project = project
+        self.hashes = hashes
+        self.environment = environment
+        self.environment_file = environment_file
+        self.emit = emit
+        self.wait_timeout = wait_timeout
+        self.journal = Journal()
+        self._started: dict[str, asyncio.Event] = {}
+        self._containers: dict[str, list[tuple[str, str]]] = {}
+        """service -> (id, name) of its containers once started."""
+
+    async def run(self, plan: Plan) -> None:
+        try:
+            await self._run(plan)
+        except BaseException as err:
+            left = await asyncio.shield(self.journal.undo(self.engine, self.emit))
+            if isinstance(err, Exception):
+                raise _with_rollback(err, left) from err
+            raise
+        # success: the containers moved aside by recreates can go
+        for cid, _name, _running in self.journal.renamed:
+            with contextlib.suppress(NotFound):
+                await self.engine.remove_container(cid, force=True)
+        self.journal = Journal()
+
+    async def _run(self, plan: Plan) -> None:
+        for action in plan.networks:
+            self.emit(_event("network", action.name, "Creating"))
+            await self.engine.create_network(**network_create_args(self.project, action.key))
+            self.journal.networks.append(action.name)
+            self.emit(_event("network", action.name, "Created"))
+        for volume in plan.volumes:
+            self.emit(_event("volume", volume.name, "Creating"))
+            await self.engine.create_volume(**volume_create_args(self.project, volume.key))
+            self.journal.volumes.append(volume.name)
+            self.emit(_event("volume", volume.name, "Created"))
+        self._started = {name: asyncio.Event() for name in plan.services}
+        try:
+            async with asyncio.TaskGroup() as group:
+                for name, service_plan in plan.services.items():
+                    group.create_task(self._service(service_plan), name=f"compose-{name}")
+                if plan.remove_orphans and plan.orphans:
+                    group.create_task(self._remove_orphans(plan.orphans))
+        except ExceptionGroup as group_error:
+            raise _first_error(group_error) from None
+        for orphan in [] if plan.remove_orphans else plan.orphans:
+            self.emit(
+                {
+                    "type": "warning",
+                    "message": f"found orphan container {orphan.name} (service "
+                    f"{orphan.service!r} is not in the project); remove it with "
+                    "--remove-orphans",
+                }
+            )
+
+    async def _service(self, plan: ServicePlan) -> None:
+        name = plan.service
+        service = self.project.services[name]
+        try:
+            for dep, condition in service.depends_on.items():
+                if dep not in self._started:
+                    continue
+                await self._started[dep].wait()
+                if condition.condition == "service_healthy":
+                    await self._wait_all(dep, "Waiting", self._healthy)
+                elif condition.condition == "service_completed_successfully":
+                    await self._wait_all(dep, "Waiting", self._completed)
+            await self._apply(plan)
+        except ComposeError as err:
+            if f"service {name!r}" in str(err):
+                raise
+            raise ComposeError(f"service {name!r}: {err}") from err
+        except ContainerError as err:
+            raise ComposeError(f"service {name!r}: {err}") from err
+        self._started[name].set()
+
+    async def _wait_all(self, dep: str, status: str, check: Callable[[str, str], Any]) -> None:
+        await asyncio.gather(*(check(cid, cname) for cid, cname in self._containers.get(dep, [])))
+
+    async def _healthy(self, cid: str, cname: str) -> None:
+        self.emit(_event("container", cname, "Waiting"))
+        try:
+            await wait_healthy(self.engine, cid, cname, self.wait_timeout)
+        except ComposeError as err:
+            raise ComposeError(f"dependency failed to start: {err}") from err
+        self.emit(_event("container", cname, "Healthy"))
+
+    async def _completed(self, cid: str, cname: str) -> None:
+        self.emit(_event("container", cname, "Waiting"))
+        result = await self.engine.wait_container(cid)
+        code = result.get("StatusCode")
+        if code != 0:
+            raise ComposeError(
+                f"dependency {cname} did not complete successfully (exit code {code})"
+            )
+        self.emit(_event("container", cname, "Exited", exit_code=code))
+
+    async def _apply(self, plan: ServicePlan) -> None:
+        name = plan.service
+        steps: list[Coroutine[Any, Any, Any]] = [self._create(name, n) for n in plan.create]
+        steps += [self._recreate(name, old) for old in plan.recreate]
+        steps += [self._start_existing(name, c) for c in plan.start]
+        steps += [self._remove(c) for c in plan.remove]
+        for kept in plan.keep:
+            self.emit(_event("container", kept.name, "Running", name))
+        await asyncio.gather(*steps)
+        containers = [(c.id, c.name) for c in plan.keep]
+        containers += self._containers.get(name, [])
+        self._containers[name] = sorted(set(containers), key=lambda item: item[1])
+
+    def _spec(self, service: str, number: int) -> ContainerSpec:
+        return container_create_body(
+            self.project,
+            self.project.services[service],
+            number,
+            config_hash=self.hashes[service],
+            environment=self.environment,
+            environment_file=self.environment_file,
+        )
+
+    async def _create(self, service: str, number: int) -> str:
+        spec = self._spec(service, number)
+        self.emit(_event("container", spec.name, "Creating", service))
+        cid = await self.engine.create_container(spec.name, spec.body)
+        self.journal.containers.append(cid)
+        for network, endpoint in spec.extra_networks.items():
+            await self.engine.connect_network(
+                network,
+                cid,
+                aliases=endpoint["aliases"],
+                ipv4_address=endpoint.get("ipv4_address"),
+            )
+        self.emit(_event("container", spec.name, "Starting", service))
+        await self.engine.start_container(cid)
+        self._containers.setdefault(service, []).append((cid, spec.name))
+        self.emit(_event("container", spec.name, "Started", service))
+        return cid
+
+    async def _recreate(self, service: str, old: ObservedContainer) -> None:
+        self.emit(_event("container", old.name, "Recreating", service))
+        grace = self.project.services[service].stop_grace_period
+        if old.running:
+            await self.engine.stop_container(old.id, timeout=int(grace or 10))
+        aside = f"{old.id[:12]}_{old.name}"
+        await self.engine.rename_container(old.id, aside)
+        self.journal.renamed.append((old.id, old.name, old.running))
+        await self._create(service, old.number or 1)
+        # the old container is removed once the whole `up` succeeded (see `run`)
+        self.emit(_event("container", old.name, "Recreated", service))
+
+    async def _start_existing(self, service: str, container: ObservedContainer) -> None:
+        self.emit(_event("container", container.name, "Starting", service))
+        await self.engine.start_container(container.id)
+        self.journal.started.append(container.id)
+        self._containers.setdefault(service, []).append((container.id, container.name))
+        self.emit(_event("container", container.name, "Started", service))
+
+    async def _remove(self, container: ObservedContainer) -> None:
+        self.emit(_event("container", container.name, "Removing", container.service))
+        await self.engine.remove_container(container.id, force=True)
+        self.emit(_event("container", container.name, "Removed", container.service))
+
+    async def _remove_orphans(self, orphans: list[ObservedContainer]) -> None:
+        await asyncio.gather(*(self._remove(c) for c in orphans))
+
+
+def _first_error(group: BaseExceptionGroup[BaseException]) -> BaseException:
+    for err in group.exceptions:
+        if isinstance(err, BaseExceptionGroup):
+            return _first_error(err)
+        if not isinstance(err, asyncio.CancelledError):
+            return err
+    return group.exceptions[0]
+
+
+def _with_rollback(err: Exception, left: list[str]) -> ComposeError:
+    message = str(err)
+    if left:
+        message += "; rolling back left: " + "; ".join(left)
+    else:
+        message += "; everything this `up` created was removed again"
+    return ComposeError(message)
