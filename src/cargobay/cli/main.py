@@ -23,6 +23,7 @@ from typing import Annotated, Any
 
 import typer
 
+from cargobay.cli import containers as container_verbs
 from cargobay.cli import machines as verbs
 from cargobay.cli.app import EXIT_CODES_HELP, EXIT_DAEMON, new_app
 from cargobay.cli.inputs import command_text, format_mib, parse_env
@@ -61,6 +62,7 @@ app.add_typer(daemon_app, name="daemon")
 app.add_typer(vm_app, name="vm")
 app.add_typer(image_app, name="image")
 app.add_typer(spice_app, name="spice")
+app.add_typer(container_verbs.app)  # engine, images, containers (top-level groups)
 verbs.register(vm_app, aiva=False)
 
 

@@ -409,6 +409,9 @@ def create_app(state: DaemonState, *, recover: bool = True) -> FastAPI:
             background=BackgroundTask(state.request_shutdown),
         )
 
+    from cargobay.daemon.containers import router as engine_router
+
+    app.include_router(engine_router)
     _document_errors_as_400(app)
     return app
 

@@ -27,6 +27,7 @@ import shutil
 import signal
 import socket
 import subprocess
+import sys
 import tarfile
 import tempfile
 import time
@@ -288,3 +289,85 @@ def unique_name(request: pytest.FixtureRequest) -> str:
     """A short name no other test (or run) uses: ``cbt-<test>-<random>``."""
     stem = "".join(c if c.isalnum() else "-" for c in request.node.name.lower())[:24]
     return f"cbt-{stem.strip('-')}-{os.urandom(3).hex()}"
+
+
+@dataclass
+class CargoBayd:
+    """A cargobayd for this session with its own short CARGOBAY_HOME; ``cli`` runs the
+    ``cargobay`` command line against it (CARGOBAY_AUTOSTART=0: it must already answer)."""
+
+    home: Path
+    env: dict[str, str]
+    process: subprocess.Popen[bytes]
+
+    @property
+    def log(self) -> Path:
+        return self.home / "state" / "logs" / "cargobayd.log"
+
+    def cli(
+        self, *args: str, timeout: float = 120.0, env: dict[str, str] | None = None
+    ) -> subprocess.CompletedProcess[str]:
+        script = Path(sys.executable).parent / "cargobay"
+        argv = [str(script)] if script.exists() else [sys.executable, "-m", "cargobay.cli"]
+        return subprocess.run(
+            [*argv, *args],
+            env={**self.env, **(env or {})},
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            stdin=subprocess.DEVNULL,
+            check=False,
+        )
+
+
+@pytest.fixture(scope="session")
+def cargobayd(docker_engine: str) -> Iterator[CargoBayd]:
+    """A real cargobayd (``python -m cargobay.daemon.server``) for engine API/CLI tests."""
+    from cargobay.paths import Paths
+    from cargobay.sdk import CargoBayClient, daemon_environment
+
+    home = Path(tempfile.mkdtemp(prefix="cbd-", dir="/tmp"))
+    paths = Paths.from_env({"CARGOBAY_HOME": str(home)})
+    paths.ensure()
+    env = daemon_environment(paths)
+    env["CARGOBAY_AUTOSTART"] = "0"
+    env["DOCKER_HOST"] = docker_engine
+    with paths.daemon_log.open("ab") as log:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "cargobay.daemon.server"],
+            stdin=subprocess.DEVNULL,
+            stdout=log,
+            stderr=log,
+            env=env,
+            start_new_session=True,
+        )
+    daemon = CargoBayd(home, env, process)
+    client = CargoBayClient(paths=paths)
+    deadline = time.monotonic() + 30
+    try:
+        while True:
+            try:
+                client.info()
+                break
+            except Exception:
+                if process.poll() is not None or time.monotonic() > deadline:
+                    process.kill()
+                    pytest.fail(
+                        f"cargobayd did not come up; log:\n"
+                        f"{daemon.log.read_text(errors='replace')[-3000:]}",
+                        pytrace=False,
+                    )
+                time.sleep(0.05)
+    finally:
+        client.close()
+    try:
+        yield daemon
+    finally:
+        if process.poll() is None:
+            process.send_signal(signal.SIGTERM)
+            try:
+                process.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
+        shutil.rmtree(home, ignore_errors=True)

@@ -1,0 +1,177 @@
+"""The engine endpoints of a real cargobayd through the SDK, and the ``cargobay engine``,
+``images`` and ``containers`` command lines, against dockerd and a loopback registry."""
+
+from __future__ import annotations
+
+import io
+import json
+import tarfile
+
+import pytest
+
+from cargobay.containers.engine import DockerEngine
+from cargobay.errors import ContainerNotFound, ImageNotFound, InvalidReference
+from cargobay.paths import Paths
+from cargobay.sdk import CargoBayClient
+from cargobay.sdk.containers import AsyncEngineClient, EngineClient
+from tests.integration.containers.conftest import CargoBayd, LocalRegistry
+
+pytestmark = pytest.mark.integration
+
+
+def _client(daemon: CargoBayd) -> CargoBayClient:
+    return CargoBayClient(paths=Paths.from_env({"CARGOBAY_HOME": str(daemon.home)}))
+
+
+def _context(base: str, marker: str) -> bytes:
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w") as tar:
+        for name, data in (
+            ("Dockerfile", f"FROM {base}\nCOPY m /m\n".encode()),
+            ("m", marker.encode()),
+        ):
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            tar.addfile(info, io.BytesIO(data))
+    return buffer.getvalue()
+
+
+def test_engine_info_and_lists_through_the_sdk(cargobayd: CargoBayd, busybox_image: str) -> None:
+    with _client(cargobayd) as client:
+        engine = EngineClient(client)
+        info = engine.info()
+        assert info["url"].startswith("unix://")
+        assert info["api_version"]
+        assert info["disk_free"] > 0
+        assert info["compose"]["builtin"] is True
+        images = engine.images(labels=["org.cargobay.test.rootfs"])
+        assert any(busybox_image in image["repo_tags"] for image in images)
+        with pytest.raises(InvalidReference, match="lowercase"):
+            list(engine.pull("Not/Valid"))
+        with pytest.raises(ImageNotFound):
+            engine.remove_image("cargobay-test/never-there:1")
+        with pytest.raises(ContainerNotFound):
+            engine.stop("cbt-never-there")
+
+
+async def test_pull_logs_stats_through_the_async_sdk(
+    cargobayd: CargoBayd,
+    engine: DockerEngine,
+    busybox_image: str,
+    local_registry: LocalRegistry,
+    unique_name: str,
+) -> None:
+    from cargobay.sdk import AsyncCargoBayClient
+
+    ref = f"{local_registry.host}/cbt/{unique_name}:1"
+    image_id = await engine.build_image(_context(busybox_image, unique_name), tag=ref)
+    await engine.push_image(ref.rpartition(":")[0], tag="1")
+    await engine.remove_image(ref)
+    labels = {"org.cargobay.test": unique_name, "com.docker.compose.service": "app"}
+    async with AsyncCargoBayClient(
+        paths=Paths.from_env({"CARGOBAY_HOME": str(cargobayd.home)})
+    ) as client:
+        api = AsyncEngineClient(client)
+        events = [event async for event in api.pull(ref)]
+        assert events[-1]["type"] == "done"
+        assert events[-1]["result"]["image_id"] == image_id
+        assert any(event["type"] == "layer" for event in events)
+
+        cid = await engine.create_container(
+            unique_name,
+            {
+                "Image": ref,
+                "Cmd": ["sh", "-c", "echo hello; echo oops >&2; sleep 30"],
+                "Labels": labels,
+            },
+        )
+        try:
+            await engine.start_container(cid)
+            listed = await api.containers(labels=[f"org.cargobay.test={unique_name}"])
+            assert [c["name"] for c in listed] == [unique_name]
+            assert listed[0]["service"] == "app"
+            lines = []
+            async for line in api.logs([unique_name], follow=True):
+                lines.append((line["stream"], line["text"]))
+                if len(lines) == 2:
+                    break
+            assert sorted(lines) == [("stderr", "oops"), ("stdout", "hello")]
+            samples = [s async for s in api.stats(unique_name, samples=1)]
+            assert samples[0]["name"] == unique_name
+            assert samples[0]["memory_usage"] > 0
+            await api.stop(unique_name, timeout=0)
+            assert (await engine.inspect_container(cid))["State"]["Running"] is False
+        finally:
+            await api.remove(unique_name, force=True)
+            await api.remove_image(ref)
+
+
+def test_cli(
+    cargobayd: CargoBayd,
+    docker_engine: str,
+    busybox_image: str,
+    local_registry: LocalRegistry,
+    unique_name: str,
+) -> None:
+    import asyncio
+
+    ref = f"{local_registry.host}/cbt/{unique_name}:1"
+
+    async def push(marker: str) -> str:
+        async with await DockerEngine.connect(docker_engine) as own:
+            image_id = await own.build_image(_context(busybox_image, marker), tag=ref)
+            await own.push_image(ref.rpartition(":")[0], tag="1")
+            return image_id
+
+    first = asyncio.run(push("one"))
+    asyncio.run(_remove(docker_engine, ref))
+
+    info = cargobayd.cli("engine", "info", "--json")
+    assert info.returncode == 0, info.stderr
+    assert json.loads(info.stdout)["os"] == "linux"
+    table = cargobayd.cli("engine", "info")
+    assert "API" in table.stdout
+
+    pulled = cargobayd.cli("images", "pull", ref)
+    assert pulled.returncode == 0, pulled.stderr
+    assert pulled.stdout.strip() == first
+    assert "Pull complete" in pulled.stderr  # plain progress lines: stderr is not a TTY
+
+    current = cargobayd.cli("images", "check-update", ref)
+    assert current.returncode == 0, current.stderr
+    assert "up to date" in current.stdout
+
+    second = asyncio.run(push("two"))
+    asyncio.run(_retag(docker_engine, first, ref))
+    stale = cargobayd.cli("images", "check-update", ref, "--json")
+    assert stale.returncode == 10, stale.stderr
+    assert json.loads(stale.stdout)["update_available"] is True
+
+    listed = cargobayd.cli("images", "ls", "--json")
+    assert any(ref in image["repo_tags"] for image in json.loads(listed.stdout))
+    table = cargobayd.cli("images", "ls")
+    assert f"{local_registry.host}/cbt/{unique_name}" in table.stdout
+
+    bad = cargobayd.cli("images", "pull", "Bad:Ref")
+    assert bad.returncode == 2
+    assert bad.stderr.startswith("error: ")
+    assert "Traceback" not in bad.stderr
+
+    missing = cargobayd.cli("containers", "logs", "cbt-never-there")
+    assert missing.returncode == 3
+    assert "cbt-never-there" in missing.stderr
+
+    removed = cargobayd.cli("images", "rm", ref)
+    assert removed.returncode == 0, removed.stderr
+    asyncio.run(_remove(docker_engine, second))
+
+
+async def _remove(url: str, ref: str) -> None:
+    async with await DockerEngine.connect(url) as own:
+        await own.remove_image(ref, force=True)
+
+
+async def _retag(url: str, image: str, ref: str) -> None:
+    async with await DockerEngine.connect(url) as own:
+        repo, _, tag = ref.rpartition(":")
+        await own.tag_image(image, repo, tag)
