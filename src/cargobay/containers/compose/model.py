@@ -297,7 +297,9 @@ class Service(_Strict):
     environment: StrMap = Field(default_factory=dict)
     env_file: StrList = Field(default_factory=list)
     ports: Annotated[list[PortConfig], BeforeValidator(_ports)] = Field(default_factory=list)
-    expose: list[str] = Field(default_factory=list)
+    expose: Annotated[
+        list[str], BeforeValidator(lambda v: [str(x) for x in v] if isinstance(v, list) else v)
+    ] = Field(default_factory=list)
     volumes: Annotated[list[VolumeMount], BeforeValidator(_volumes)] = Field(default_factory=list)
     tmpfs: StrList = Field(default_factory=list)
     networks: Annotated[dict[str, ServiceNetwork], BeforeValidator(_service_networks)] = Field(

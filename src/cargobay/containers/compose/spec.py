@@ -216,8 +216,8 @@ def container_create_body(
                                  "MaximumRetryCount": int(count or 0)}  # fmt: skip
     elif service.deploy is not None and service.deploy.restart_policy is not None:
         policy = service.deploy.restart_policy
-        name = {"any": "always", "none": "", "on-failure": "on-failure"}[policy.condition]
-        host["RestartPolicy"] = {"Name": name, "MaximumRetryCount": policy.max_attempts or 0}
+        mode = {"any": "always", "none": "", "on-failure": "on-failure"}[policy.condition]
+        host["RestartPolicy"] = {"Name": mode, "MaximumRetryCount": policy.max_attempts or 0}
     memory, cpus = service.mem_limit, service.cpus
     reservation: int | None = None
     pids: int | None = None

@@ -1,0 +1,154 @@
+"""Interop with Debian's docker-compose 1.29.2, both ways, on the same dockerd.
+
+- the config hash: ours equals ``docker-compose config --hash=*`` for services that use
+  most of the file format (short/long ports and volumes, env files, healthchecks, deploy,
+  networks with aliases and priorities, a build);
+- a stack docker-compose started is listed by our ``ps``, our ``up`` recreates nothing,
+  and our ``down`` removes it;
+- a stack we started is listed by ``docker-compose ps``, ``docker-compose up -d`` finds
+  every service up to date, and ``docker-compose down`` removes it.
+
+docker-compose 1.29 rejects a top-level ``name:``, so these files have none.
+"""
+
+from __future__ import annotations
+
+from cargobay.containers.compose import labels as L
+from cargobay.containers.compose.hashing import config_hash
+from cargobay.containers.compose.spec import image_name
+from cargobay.containers.engine import DockerEngine
+from cargobay.errors import ImageNotFound
+
+from .conftest import Stack, StackFactory
+
+RICH = """
+version: "3.8"
+services:
+  api:
+    build:
+      context: ./ctx
+      args: {FLAVOUR: plain}
+    command: sh -c "exec sleep 300"
+    env_file: app.env
+    environment:
+      NUM: 1
+      FROM_DOTENV: $DOTENV_VALUE
+      BARE:
+    labels: {team: core, n: 1}
+    ports:
+      - "127.0.0.1::80"
+      - "127.0.0.1::9000-9001/udp"
+      - {target: 81, protocol: tcp}
+    volumes:
+      - ./ctx:/ctx:ro
+      - data:/data
+      - /anon
+      - {type: tmpfs, target: /run/t, tmpfs: {size: 1m}}
+      - {type: volume, source: data, target: /data2, volume: {nocopy: true}}
+    healthcheck: {test: ["CMD", "true"], interval: 1m30s, timeout: 500ms, retries: "3"}
+    restart: on-failure:3
+    extra_hosts: ["h1:10.0.0.1"]
+    stop_grace_period: 2s
+    stop_signal: SIGKILL
+    user: root
+    working_dir: /
+    depends_on: [db]
+    networks:
+      back: {aliases: [api1]}
+      default:
+    x-note: extension
+  db:
+    image: BUSYBOX
+    command: ["sleep", "300"]
+    stop_signal: SIGKILL
+    deploy:
+      replicas: 2
+      restart_policy: {condition: on-failure, max_attempts: 2}
+      resources: {limits: {cpus: "0.25", memory: 64M}, reservations: {memory: 32M}}
+    networks: {back: {priority: 10}, default: {priority: 1}}
+    labels: [plain, k=v]
+  idle:
+    image: BUSYBOX
+    command: ["sleep", "300"]
+    stop_signal: SIGKILL
+    network_mode: none
+    healthcheck: {disable: true}
+networks:
+  back: {}
+volumes:
+  data: {}
+"""
+FILES = {
+    "ctx/Dockerfile": "FROM BUSYBOX\nARG FLAVOUR\nLABEL flavour=$FLAVOUR\n",
+    "app.env": 'FROM_FILE=1\nQUOTED="two words"\n',
+    ".env": "DOTENV_VALUE=from-dotenv\n",
+}
+
+
+async def _our_hashes(stack: Stack) -> dict[str, str]:
+    loaded = stack.load()
+    out = {}
+    async with await DockerEngine.connect(stack.docker_url) as engine:
+        for name, service in loaded.project.services.items():
+            try:
+                image_id: str | None = str(
+                    (await engine.inspect_image(image_name(loaded.project, service)))["Id"]
+                )
+            except ImageNotFound:
+                image_id = None
+            out[name] = config_hash(
+                loaded.project, name, loaded.raw_services[name], loaded.environment, image_id
+            )
+    return out
+
+
+def _their_hashes(stack: Stack) -> dict[str, str]:
+    output = stack.docker_compose("config", "--hash=*").stdout
+    return dict(line.split() for line in output.splitlines() if line.strip())  # type: ignore[misc]
+
+
+async def test_config_hash_matches_docker_compose(stack: StackFactory, compose_bin: str) -> None:
+    s = stack(RICH, files=FILES)
+    before = _their_hashes(s)  # the built image does not exist yet: image id null
+    assert before == await _our_hashes(s)
+    s.docker_compose("build")
+    after = _their_hashes(s)
+    assert after["api"] != before["api"]  # now the image id counts
+    assert after == await _our_hashes(s)
+
+
+async def test_stack_started_by_docker_compose(stack: StackFactory, compose_bin: str) -> None:
+    s = stack(RICH, files=FILES)
+    s.docker_compose("up", "-d")
+    rows = await s.service.ps(s.name)
+    assert {r["name"] for r in rows} == {f"{s.name}_api_1", f"{s.name}_db_1", f"{s.name}_db_2",
+                                         f"{s.name}_idle_1"}  # fmt: skip
+    assert {r["state"] for r in rows} == {"running"}
+    plan = await s.service.up(s.load(), emit=s.emit)
+    assert {sp.action for sp in plan.services.values()} == {"noop"}, s.events
+    assert not plan.changes
+    assert not [e for e in s.events if e.get("status") in ("Creating", "Recreating")]
+    await s.service.down(s.load(), volumes=True)
+    assert await s.service.ps(s.name) == []
+    async with await DockerEngine.connect(s.docker_url) as engine:
+        assert await engine.list_networks(labels={L.PROJECT: s.name}) == []
+        assert await engine.list_volumes(labels={L.PROJECT: s.name}) == []
+
+
+async def test_stack_started_by_us(stack: StackFactory, compose_bin: str) -> None:
+    s = stack(RICH, files=FILES)
+    await s.service.up(s.load())
+    listed = s.docker_compose("ps").stdout
+    for name in ("api_1", "db_1", "db_2", "idle_1"):
+        assert f"{s.name}_{name}" in listed
+    result = s.docker_compose("up", "-d")
+    output = result.stdout + result.stderr
+    for name in ("api_1", "db_1", "db_2", "idle_1"):
+        assert f"{s.name}_{name} is up-to-date" in output, output
+    assert "Recreating" not in output, output
+    assert "Creating" not in output, output
+    s.docker_compose("down", "-v", "-t", "1")
+    assert await s.service.ps(s.name) == []
+    async with await DockerEngine.connect(s.docker_url) as engine:
+        assert await engine.list_networks(labels={L.PROJECT: s.name}) == []
+        assert await engine.list_volumes(labels={L.PROJECT: s.name}) == []
