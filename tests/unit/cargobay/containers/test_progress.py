@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 
 from cargobay.containers.progress import PullProgress
 from cargobay.errors import EngineStreamError
 
-PULL = [
+PULL: list[dict[str, Any]] = [
     {"status": "Pulling from cbt/app", "id": "1"},
     {"status": "Already exists", "progressDetail": {}, "id": "aaaaaaaaaaaa"},
     {"status": "Pulling fs layer", "progressDetail": {}, "id": "bbbbbbbbbbbb"},
@@ -79,7 +81,7 @@ def test_up_to_date() -> None:
         ({"errorDetail": {"code": 1}, "error": "from error"}, "from error"),
     ],
 )
-def test_error_inside_the_stream_raises(message: dict[str, object], text: str) -> None:
+def test_error_inside_the_stream_raises(message: dict[str, Any], text: str) -> None:
     progress = PullProgress()
     progress.feed(PULL[0])
     with pytest.raises(EngineStreamError, match=text) as caught:

@@ -96,10 +96,12 @@ def test_with_domain() -> None:
 
 
 _component = st.from_regex(r"[a-z0-9]{1,5}(?:[._-][a-z0-9]{1,5}){0,2}", fullmatch=True)
+# a first component with a dot would be read as a registry domain (as the Docker CLI does)
+_first = st.from_regex(r"[a-z0-9]{1,5}(?:[_-][a-z0-9]{1,5}){0,2}", fullmatch=True)
 
 
 @given(
-    st.lists(_component, min_size=1, max_size=3),
+    st.tuples(_first, st.lists(_component, max_size=2)).map(lambda t: [t[0], *t[1]]),
     st.one_of(st.none(), st.from_regex(r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,10}", fullmatch=True)),
     st.one_of(st.none(), st.sampled_from(["registry.lan", "localhost:5000", "10.0.0.1:443"])),
 )

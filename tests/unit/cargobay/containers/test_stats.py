@@ -128,16 +128,18 @@ def test_cpu_without_deltas(cpu: dict[str, Any], pre: dict[str, Any], expected: 
 
 
 def test_online_cpus_falls_back_to_percpu_then_one() -> None:
-    sample = {
+    sample: dict[str, Any] = {
         "cpu_stats": {
             "cpu_usage": {"total_usage": 20, "percpu_usage": [1, 1, 1]},
             "system_cpu_usage": 200,
         },
         "precpu_stats": {"cpu_usage": {"total_usage": 10}, "system_cpu_usage": 100},
     }
-    assert cpu_percent(sample) == (pytest.approx(30.0), 3)
+    assert cpu_percent(sample)[0] == pytest.approx(30.0)
+    assert cpu_percent(sample)[1] == 3
     del sample["cpu_stats"]["cpu_usage"]["percpu_usage"]
-    assert cpu_percent(sample) == (pytest.approx(10.0), 1)
+    assert cpu_percent(sample)[0] == pytest.approx(10.0)
+    assert cpu_percent(sample)[1] == 1
 
 
 def test_empty_sample() -> None:
