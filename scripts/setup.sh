@@ -16,6 +16,9 @@ apt_main+=(qemu-system-x86 debootstrap e2fsprogs kmod zstd)
 apt_test=(golang-go golang-github-hashicorp-yamux-dev qemu-guest-agent)
 apt_test+=(cpio)  # the initramfs writer is checked against GNU cpio
 apt_test+=(docker.io docker-registry busybox-static)  # containers: real dockerd, a loopback registry, images built from busybox
+# the ATP's libvirt host pool: libvirtd, libvirt-python's build deps, virsh (the benchmark's
+# peer) and sshd for qemu+ssh:// on loopback
+apt_test+=(libvirt-daemon-system libvirt-clients libvirt-dev pkg-config openssh-server)
 apt_test+=(docker-compose)  # the compose engine is tested both ways against docker-compose 1.29.2
 
 want=("${apt_main[@]}")

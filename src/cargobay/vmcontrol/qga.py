@@ -26,7 +26,7 @@ from cargobay.vmcontrol.qga_protocol import QgaProtocol, QgaProtocolError, Reply
 from virga.connection import Connection, connect
 from virga.errors import VirgaError
 
-__all__ = ["QgaClient", "QgaCommandError", "QgaExecResult"]
+__all__ = ["QgaClient", "QgaCommandError", "QgaCommands", "QgaExecResult"]
 
 _ids = itertools.count(int(time.time()) & 0x3FFFFFFF)
 
@@ -51,7 +51,115 @@ class QgaExecResult:
     truncated: bool
 
 
-class QgaClient:
+class QgaCommands:
+    """The QGA commands, built on one ``execute``.  ``QgaClient`` runs them over the agent
+    socket; ``libvirt_channels.LibvirtQga`` runs them through libvirt's
+    ``qemuAgentCommand``."""
+
+    async def execute(
+        self,
+        command: str,
+        arguments: dict[str, Any] | None = None,
+        *,
+        timeout: float | None = None,
+        expect_reply: bool = True,
+    ) -> Any:
+        raise NotImplementedError
+
+    # -- commands ------------------------------------------------------------------------
+
+    async def ping(self, *, timeout: float | None = None) -> None:
+        await self.execute("guest-ping", timeout=timeout)
+
+    async def info(self) -> dict[str, Any]:
+        result: dict[str, Any] = await self.execute("guest-info")
+        return result
+
+    async def get_osinfo(self) -> dict[str, Any]:
+        result: dict[str, Any] = await self.execute("guest-get-osinfo")
+        return result
+
+    async def exec(
+        self,
+        argv: list[str],
+        *,
+        env: list[str] | None = None,
+        input_data: bytes | None = None,
+        capture_output: bool = True,
+    ) -> int:
+        """``guest-exec``: start ``argv`` and return its pid (poll with ``exec_status``)."""
+        args: dict[str, Any] = {"path": argv[0], "arg": argv[1:], "capture-output": capture_output}
+        if env is not None:
+            args["env"] = env
+        if input_data is not None:
+            args["input-data"] = base64.b64encode(input_data).decode()
+        result = await self.execute("guest-exec", args)
+        return int(result["pid"])
+
+    async def exec_status(self, pid: int) -> dict[str, Any]:
+        result: dict[str, Any] = await self.execute("guest-exec-status", {"pid": pid})
+        return result
+
+    async def run(
+        self,
+        argv: list[str],
+        *,
+        input_data: bytes | None = None,
+        timeout: float = 60.0,
+        poll_interval: float = 0.001,
+        max_interval: float = 0.05,
+    ) -> QgaExecResult:
+        """``guest-exec`` then poll ``guest-exec-status`` (backing off) until it exits."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        pid = await self.exec(argv, input_data=input_data)
+        interval = poll_interval
+        while True:
+            status = await self.exec_status(pid)
+            if status.get("exited"):
+                return QgaExecResult(
+                    pid=pid,
+                    exit_code=status.get("exitcode"),
+                    signal=status.get("signal"),
+                    stdout=base64.b64decode(status.get("out-data", "")),
+                    stderr=base64.b64decode(status.get("err-data", "")),
+                    truncated=bool(status.get("out-truncated") or status.get("err-truncated")),
+                )
+            if loop.time() + interval > deadline:
+                raise GuestTimeout(f"qemu-ga: {argv[0]} (pid {pid}) still running after {timeout}s")
+            await asyncio.sleep(interval)
+            interval = min(interval * 2, max_interval)
+
+    async def file_read(self, path: str, *, chunk: int = 48 * 1024) -> bytes:
+        handle = await self.execute("guest-file-open", {"path": path, "mode": "r"})
+        parts: list[bytes] = []
+        try:
+            while True:
+                result = await self.execute("guest-file-read", {"handle": handle, "count": chunk})
+                parts.append(base64.b64decode(result.get("buf-b64", "")))
+                if result.get("eof") or not result.get("count"):
+                    break
+        finally:
+            await self.execute("guest-file-close", {"handle": handle})
+        return b"".join(parts)
+
+    async def file_write(self, path: str, data: bytes, *, chunk: int = 48 * 1024) -> None:
+        handle = await self.execute("guest-file-open", {"path": path, "mode": "w"})
+        try:
+            for start in range(0, len(data), chunk):
+                piece = base64.b64encode(data[start : start + chunk]).decode()
+                await self.execute("guest-file-write", {"handle": handle, "buf-b64": piece})
+        finally:
+            await self.execute("guest-file-close", {"handle": handle})
+
+    async def shutdown(self, mode: str = "powerdown") -> None:
+        """``guest-shutdown`` never replies (the guest goes away); send it and return."""
+        if mode not in ("powerdown", "halt", "reboot"):
+            raise ValueError(f"bad shutdown mode {mode!r}: use powerdown, halt or reboot")
+        await self.execute("guest-shutdown", {"mode": mode}, expect_reply=False)
+
+
+class QgaClient(QgaCommands):
     def __init__(self, conn: Connection, *, timeout: float = 10.0) -> None:
         self._conn = conn
         self._proto = QgaProtocol()
@@ -147,98 +255,6 @@ class QgaClient:
         if not reply.ok:
             raise QgaCommandError(command, reply.value)
         return reply.value
-
-    # -- commands ------------------------------------------------------------------------
-
-    async def ping(self, *, timeout: float | None = None) -> None:
-        await self.execute("guest-ping", timeout=timeout)
-
-    async def info(self) -> dict[str, Any]:
-        result: dict[str, Any] = await self.execute("guest-info")
-        return result
-
-    async def get_osinfo(self) -> dict[str, Any]:
-        result: dict[str, Any] = await self.execute("guest-get-osinfo")
-        return result
-
-    async def exec(
-        self,
-        argv: list[str],
-        *,
-        env: list[str] | None = None,
-        input_data: bytes | None = None,
-        capture_output: bool = True,
-    ) -> int:
-        """``guest-exec``: start ``argv`` and return its pid (poll with ``exec_status``)."""
-        args: dict[str, Any] = {"path": argv[0], "arg": argv[1:], "capture-output": capture_output}
-        if env is not None:
-            args["env"] = env
-        if input_data is not None:
-            args["input-data"] = base64.b64encode(input_data).decode()
-        result = await self.execute("guest-exec", args)
-        return int(result["pid"])
-
-    async def exec_status(self, pid: int) -> dict[str, Any]:
-        result: dict[str, Any] = await self.execute("guest-exec-status", {"pid": pid})
-        return result
-
-    async def run(
-        self,
-        argv: list[str],
-        *,
-        input_data: bytes | None = None,
-        timeout: float = 60.0,
-        poll_interval: float = 0.001,
-        max_interval: float = 0.05,
-    ) -> QgaExecResult:
-        """``guest-exec`` then poll ``guest-exec-status`` (backing off) until it exits."""
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + timeout
-        pid = await self.exec(argv, input_data=input_data)
-        interval = poll_interval
-        while True:
-            status = await self.exec_status(pid)
-            if status.get("exited"):
-                return QgaExecResult(
-                    pid=pid,
-                    exit_code=status.get("exitcode"),
-                    signal=status.get("signal"),
-                    stdout=base64.b64decode(status.get("out-data", "")),
-                    stderr=base64.b64decode(status.get("err-data", "")),
-                    truncated=bool(status.get("out-truncated") or status.get("err-truncated")),
-                )
-            if loop.time() + interval > deadline:
-                raise GuestTimeout(f"qemu-ga: {argv[0]} (pid {pid}) still running after {timeout}s")
-            await asyncio.sleep(interval)
-            interval = min(interval * 2, max_interval)
-
-    async def file_read(self, path: str, *, chunk: int = 48 * 1024) -> bytes:
-        handle = await self.execute("guest-file-open", {"path": path, "mode": "r"})
-        parts: list[bytes] = []
-        try:
-            while True:
-                result = await self.execute("guest-file-read", {"handle": handle, "count": chunk})
-                parts.append(base64.b64decode(result.get("buf-b64", "")))
-                if result.get("eof") or not result.get("count"):
-                    break
-        finally:
-            await self.execute("guest-file-close", {"handle": handle})
-        return b"".join(parts)
-
-    async def file_write(self, path: str, data: bytes, *, chunk: int = 48 * 1024) -> None:
-        handle = await self.execute("guest-file-open", {"path": path, "mode": "w"})
-        try:
-            for start in range(0, len(data), chunk):
-                piece = base64.b64encode(data[start : start + chunk]).decode()
-                await self.execute("guest-file-write", {"handle": handle, "buf-b64": piece})
-        finally:
-            await self.execute("guest-file-close", {"handle": handle})
-
-    async def shutdown(self, mode: str = "powerdown") -> None:
-        """``guest-shutdown`` never replies (the guest goes away); send it and return."""
-        if mode not in ("powerdown", "halt", "reboot"):
-            raise ValueError(f"bad shutdown mode {mode!r}: use powerdown, halt or reboot")
-        await self.execute("guest-shutdown", {"mode": mode}, expect_reply=False)
 
     async def close(self) -> None:
         await self._conn.close()
