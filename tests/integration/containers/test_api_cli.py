@@ -6,11 +6,12 @@ from __future__ import annotations
 import io
 import json
 import tarfile
+from pathlib import Path
 
 import pytest
 
 from cargobay.containers.engine import DockerEngine
-from cargobay.errors import ContainerNotFound, ImageNotFound, InvalidReference
+from cargobay.errors import ContainerNotFound, EngineUnavailable, ImageNotFound, InvalidReference
 from cargobay.paths import Paths
 from cargobay.sdk import CargoBayClient
 from cargobay.sdk.containers import AsyncEngineClient, EngineClient
@@ -175,3 +176,23 @@ async def _retag(url: str, image: str, ref: str) -> None:
     async with await DockerEngine.connect(url) as own:
         repo, _, tag = ref.rpartition(":")
         await own.tag_image(image, repo, tag)
+
+
+def test_no_engine_says_how_to_get_one(cargobayd: CargoBayd, tmp_path: Path) -> None:
+    """docker_host in containers.toml points at nothing: every engine command fails with
+    one line that names the socket and says how to install and start an engine."""
+    config = cargobayd.home / "config" / "containers.toml"
+    config.parent.mkdir(parents=True, exist_ok=True)
+    config.write_text(f'docker_host = "unix://{tmp_path}/docker.sock"\n')
+    try:
+        for args in (("engine", "info"), ("images", "ls"), ("containers", "ls")):
+            run = cargobayd.cli(*args)
+            assert run.returncode == 1, run.stderr
+            [line] = run.stderr.splitlines()
+            assert line.startswith("error: no Docker Engine found")
+            assert f"{tmp_path}/docker.sock" in line
+            assert "install" in line
+        with _client(cargobayd) as client, pytest.raises(EngineUnavailable):
+            EngineClient(client).info()
+    finally:
+        config.unlink()
