@@ -62,44 +62,49 @@ class Demuxer:
     def __init__(self, *, raw: bool = False) -> None:
         self.raw = raw
         self._buffer = bytearray()
+        self._pos = 0  # start of the undecoded bytes; compacted on the next receive_data
         self._eof = False
 
     def receive_data(self, data: bytes) -> None:
         """Feed bytes; ``b""`` means end of stream."""
         if not data:
             self._eof = True
+        if self._pos:
+            del self._buffer[: self._pos]
+            self._pos = 0
         self._buffer += data
 
     def next_frame(self) -> LogFrame | None:
         """The next whole frame, or ``None`` until more bytes arrive.  At end of stream
         a truncated frame is an :class:`EngineError`."""
         if self.raw:
-            if not self._buffer:
+            if self._pos >= len(self._buffer):
                 return None
-            data = bytes(self._buffer)
-            self._buffer.clear()
+            data = bytes(self._buffer[self._pos :])
+            self._pos = len(self._buffer)
             return LogFrame("stdout", data)
-        if len(self._buffer) < HEADER.size:
-            if self._eof and self._buffer:
+        pos, available = self._pos, len(self._buffer) - self._pos
+        if available < HEADER.size:
+            if self._eof and available:
                 raise EngineError(
-                    f"log stream ended inside a frame header ({len(self._buffer)} of 8 bytes)"
+                    f"log stream ended inside a frame header ({available} of 8 bytes)"
                 )
             return None
-        kind, size = HEADER.unpack_from(self._buffer)
-        if kind not in STREAMS or self._buffer[1:4] != b"\0\0\0" or size > MAX_FRAME:
+        kind, size = HEADER.unpack_from(self._buffer, pos)
+        if kind not in STREAMS or self._buffer[pos + 1 : pos + 4] != b"\0\0\0" or size > MAX_FRAME:
             raise EngineError(
-                f"malformed log frame header {bytes(self._buffer[:8]).hex()} "
+                f"malformed log frame header {bytes(self._buffer[pos : pos + 8]).hex()} "
                 "(is the container running with a TTY? then the stream is raw)"
             )
-        end = HEADER.size + size
+        end = pos + HEADER.size + size
         if len(self._buffer) < end:
             if self._eof:
                 raise EngineError(
-                    f"log stream ended inside a frame ({len(self._buffer) - 8} of {size} bytes)"
+                    f"log stream ended inside a frame ({available - 8} of {size} bytes)"
                 )
             return None
-        data = bytes(self._buffer[HEADER.size : end])
-        del self._buffer[:end]
+        data = bytes(self._buffer[pos + HEADER.size : end])
+        self._pos = end
         return LogFrame(STREAMS[kind], data)
 
     def frames(self) -> Iterator[LogFrame]:
