@@ -412,6 +412,9 @@ def create_app(state: DaemonState, *, recover: bool = True) -> FastAPI:
     from cargobay.daemon.containers import router as engine_router
 
     app.include_router(engine_router)
+    from cargobay.daemon.compose import router as compose_router
+
+    app.include_router(compose_router)
     _document_errors_as_400(app)
     return app
 
