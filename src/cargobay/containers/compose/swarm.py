@@ -15,6 +15,7 @@ present on the node (a single-node swarm uses the local image after a failed pul
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import shlex
 from collections.abc import Callable
@@ -28,7 +29,7 @@ from cargobay.containers.compose.loader import LoadedProject
 from cargobay.containers.compose.model import ComposeProject, Service
 from cargobay.containers.compose.spec import image_name, resolve_environment
 from cargobay.containers.engine import DockerEngine
-from cargobay.errors import ComposeError, NetworkNotFound
+from cargobay.errors import ComposeError, ContainerError, NetworkNotFound
 
 __all__ = [
     "NAMESPACE",
@@ -293,16 +294,15 @@ async def remove_stack(engine_url: str | None, stack: str, *, timeout: float = 6
         label = json.dumps({"label": [f"{NAMESPACE}={stack}"]})
         for service in await _query(engine, "services", params={"filters": label}):
             await _query(engine, f"services/{service['ID']}", "DELETE")
+        # Swarm drops a network once its tasks are gone (asynchronously; meanwhile a
+        # removal may fail or answer "not found" for a network still listed)
         loop = asyncio.get_running_loop()
         deadline = loop.time() + timeout
-        for network in await engine.list_networks(labels={NAMESPACE: stack}):
-            while True:
-                try:
+        while networks := await engine.list_networks(labels={NAMESPACE: stack}):
+            for network in networks:
+                with contextlib.suppress(ContainerError):
                     await engine.remove_network(str(network["Id"]))
-                    break
-                except NetworkNotFound:
-                    break
-                except Exception:
-                    if loop.time() > deadline:
-                        raise
-                    await asyncio.sleep(0.5)
+            if loop.time() > deadline:
+                names = ", ".join(str(n.get("Name")) for n in networks)
+                raise ComposeError(f"stack {stack}: networks {names} are still in use")
+            await asyncio.sleep(0.5)
