@@ -196,3 +196,59 @@ def test_no_engine_says_how_to_get_one(cargobayd: CargoBayd, tmp_path: Path) -> 
             EngineClient(client).info()
     finally:
         config.unlink()
+
+
+WIDE = {"COLUMNS": "250"}  # rich cuts tables to 80 columns when stdout is not a terminal
+
+
+def test_cli_containers(
+    cargobayd: CargoBayd, docker_engine: str, busybox_image: str, unique_name: str
+) -> None:
+    import asyncio
+
+    async def create() -> str:
+        async with await DockerEngine.connect(docker_engine) as own:
+            cid = await own.create_container(
+                unique_name,
+                {
+                    "Image": busybox_image,
+                    "Cmd": ["sh", "-c", "echo first; echo second >&2; echo third; sleep 60"],
+                    "Labels": {"org.cargobay.test": unique_name},
+                },
+            )
+            await own.start_container(cid)
+            return cid
+
+    cid = asyncio.run(create())
+    try:
+        listed = cargobayd.cli(
+            "containers", "ls", "--label", f"org.cargobay.test={unique_name}", env=WIDE
+        )
+        assert listed.returncode == 0, listed.stderr
+        assert unique_name in listed.stdout
+        assert "NAME" in listed.stdout.splitlines()[0]
+
+        logs = cargobayd.cli("containers", "logs", unique_name, "--tail", "3", "--search", "d")
+        assert logs.returncode == 0, logs.stderr
+        assert logs.stdout == "third\n"
+        assert logs.stderr == "second\n"  # a container's stderr goes to ours
+
+        stats = cargobayd.cli("containers", "stats", unique_name, "--samples", "1", "--json")
+        assert stats.returncode == 0, stats.stderr
+        sample = json.loads(stats.stdout)
+        assert sample["name"] == unique_name
+        assert sample["memory_usage"] > 0
+
+        stopped = cargobayd.cli("containers", "stop", "-t", "0", unique_name)
+        assert stopped.returncode == 0, stopped.stderr
+        again = cargobayd.cli(
+            "containers", "ls", "--all", "--json", "--label", f"org.cargobay.test={unique_name}"
+        )
+        [item] = json.loads(again.stdout)
+        assert item["state"] == "exited"
+    finally:
+        removed = cargobayd.cli("containers", "rm", "--force", cid)
+    assert removed.returncode == 0, removed.stderr
+    gone = cargobayd.cli("containers", "rm", cid)
+    assert gone.returncode == 3
+    assert gone.stderr.startswith("error: remove container")
