@@ -3,6 +3,7 @@ volumes, images (tag, build, import, remove) and how errors come back."""
 
 from __future__ import annotations
 
+import asyncio
 import socket
 from pathlib import Path
 
@@ -200,3 +201,25 @@ async def test_build_failure_inside_the_stream(
     (tmp_path / "Dockerfile").write_text(f"FROM {busybox_image}\nRUN exit 7\n")
     with pytest.raises(EngineStreamError, match="returned a non-zero code: 7"):
         await engine.build_image(tmp_path, tag="cargobay-test/broken:1")
+
+
+async def test_events_filtered_by_label(
+    engine: DockerEngine, busybox_image: str, unique_name: str
+) -> None:
+    labels = {"org.cargobay.test": unique_name}
+    events = engine.events(labels=labels)
+    first = asyncio.ensure_future(anext(events))
+    await asyncio.sleep(0.2)  # subscribed before the container exists
+    cid = await engine.create_container(
+        unique_name, {"Image": busybox_image, "Cmd": ["true"], "Labels": labels}
+    )
+    try:
+        async with asyncio.timeout(10):
+            event = await first
+        assert event["Type"] == "container"
+        assert event["Action"] == "create"
+        assert event["Actor"]["ID"] == cid
+        assert event["Actor"]["Attributes"]["org.cargobay.test"] == unique_name
+    finally:
+        await events.aclose()  # type: ignore[attr-defined]
+        await engine.remove_container(cid, force=True)
