@@ -43,7 +43,7 @@ log = logging.getLogger(__name__)
 Event = dict[str, Any]
 EventSink = Callable[[Event], None]
 
-HEALTH_POLL = 0.2
+HEALTH_POLL = 0.1
 """Seconds between health polls while a dependent waits for ``service_healthy``."""
 
 
