@@ -21,6 +21,7 @@ from typing import Any
 
 from pydantic import BaseModel, Field
 
+from cargobay.containers.auth import DockerCredentials
 from cargobay.containers.engine import DockerEngine
 from cargobay.containers.progress import LayerProgress, PullProgress
 from cargobay.containers.reference import ImageReference, parse_reference
@@ -100,10 +101,19 @@ class ImageService:
         settings: ContainerSettings | None = None,
         *,
         registry: RegistryClient | None = None,
+        credentials: DockerCredentials | None = None,
     ) -> None:
         self.engine = engine
         self.settings = settings or ContainerSettings()
         self._registry = registry
+        self._credentials = credentials
+
+    @property
+    def credentials(self) -> DockerCredentials:
+        """Registry credentials from the Docker config (read on first use)."""
+        if self._credentials is None:
+            self._credentials = DockerCredentials.load()
+        return self._credentials
 
     async def pull(self, reference: str, on_progress: PullCallback | None = None) -> PullResult:
         ref = parse_reference(reference)
@@ -117,8 +127,12 @@ class ImageService:
                     on_progress(progress, layer)
 
             name, tag = pull_name(candidate)
+            # a credential helper is a subprocess: keep it off the event loop
+            auth = await asyncio.to_thread(self.credentials.for_domain, candidate.domain)
             try:
-                await self.engine.pull_image(name, tag=tag, on_progress=feed)
+                await self.engine.pull_image(
+                    name, tag=tag, auth=auth.header() if auth else None, on_progress=feed
+                )
             except EngineUnavailable:
                 raise
             except ContainerError as err:
@@ -221,7 +235,12 @@ class ImageService:
         except ImageNotFound:
             inspected = None
         local = _digest_values(list((inspected or {}).get("RepoDigests") or []))
-        registry = self._registry or RegistryClient(insecure=set(self.settings.registry.insecure))
+        # a credential helper is a subprocess: keep it off the event loop
+        auth = await asyncio.to_thread(self.credentials.for_domain, ref.domain)
+        registry = self._registry or RegistryClient(
+            insecure=set(self.settings.registry.insecure),
+            credentials=lambda domain: auth if domain == ref.domain else None,
+        )
         try:
             remote = await registry.manifest_digest(ref)
         finally:

@@ -15,9 +15,11 @@ from __future__ import annotations
 import hashlib
 import ipaddress
 import re
+from collections.abc import Callable
 
 import httpx
 
+from cargobay.containers.auth import RegistryAuth
 from cargobay.containers.reference import DEFAULT_DOMAIN, ImageReference
 from cargobay.errors import ImageNotFound, RegistryError
 
@@ -66,7 +68,9 @@ class RegistryClient:
         loopback_insecure: bool = True,
         timeout: float = 15.0,
         transport: httpx.AsyncBaseTransport | None = None,
+        credentials: Callable[[str], RegistryAuth | None] | None = None,
     ) -> None:
+        self._credentials = credentials or (lambda domain: None)
         self._insecure = set(insecure)
         self._loopback_insecure = loopback_insecure
         self._client = httpx.AsyncClient(
@@ -93,14 +97,20 @@ class RegistryClient:
         query = {"scope": params.get("scope") or f"repository:{ref.path}:pull"}
         if "service" in params:
             query["service"] = params["service"]
+        auth = self._credentials(ref.domain)
+        basic = auth.basic() if auth is not None else None
+        if auth is not None and auth.identity_token:
+            query["grant_type"] = "refresh_token"  # OAuth2 style: the CLI's identity tokens
         try:
-            reply = await self._client.get(params["realm"], params=query)
+            reply = await self._client.get(params["realm"], params=query, auth=basic)
         except httpx.HTTPError as err:
             raise RegistryError(f"token request to {params['realm']} failed: {err!r}") from err
         if reply.status_code != 200:
+            who = "the credentials" if basic else "an anonymous token"
             raise RegistryError(
-                f"the registry's token service {params['realm']} refused an anonymous token "
-                f"for {ref.familiar()} (HTTP {reply.status_code}); the image may be private"
+                f"the registry's token service {params['realm']} refused {who} for "
+                f"{ref.familiar()} (HTTP {reply.status_code}); the image may be private: "
+                f"`docker login {ref.domain}`"
             )
         body = reply.json()
         token = body.get("token") or body.get("access_token")
@@ -112,11 +122,29 @@ class RegistryClient:
         headers = {"Accept": MANIFEST_ACCEPT}
         try:
             reply = await self._client.head(url, headers=headers)
-            if reply.status_code == 401 and "www-authenticate" in reply.headers:
-                token = await self._token(reply.headers["www-authenticate"], ref)
-                if token:
-                    headers["Authorization"] = f"Bearer {token}"
-                    reply = await self._client.head(url, headers=headers)
+            basic: tuple[str, str] | None = None
+            if reply.status_code == 401:
+                challenge = reply.headers.get("www-authenticate", "")
+                scheme, _ = parse_challenge(challenge)
+                if scheme == "bearer":
+                    token = await self._token(challenge, ref)
+                    if token:
+                        headers["Authorization"] = f"Bearer {token}"
+                        reply = await self._client.head(url, headers=headers)
+                else:
+                    auth = self._credentials(ref.domain)
+                    basic = auth.basic() if auth is not None else None
+                    if basic is None:
+                        raise RegistryError(
+                            f"registry {ref.domain} needs credentials for {ref.familiar()}: "
+                            f"`docker login {ref.domain}`"
+                        )
+                    reply = await self._client.head(url, headers=headers, auth=basic)
+                if reply.status_code == 401:
+                    raise RegistryError(
+                        f"registry {ref.domain} refused the credentials for {ref.familiar()} "
+                        f"(HTTP 401); check them with `docker login {ref.domain}`"
+                    )
             if reply.status_code == 404:
                 raise ImageNotFound(
                     f"{ref.familiar()} is not in registry {ref.domain} (no manifest for "
@@ -130,7 +158,7 @@ class RegistryClient:
             digest = reply.headers.get("docker-content-digest")
             if digest:
                 return str(digest)
-            body = await self._client.get(url, headers=headers)
+            body = await self._client.get(url, headers=headers, auth=basic)
             body.raise_for_status()
             digest = body.headers.get("docker-content-digest")
             return str(digest) if digest else "sha256:" + hashlib.sha256(body.content).hexdigest()

@@ -20,6 +20,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import io
 import os
@@ -206,11 +207,14 @@ def busybox_image(docker_engine: str) -> str:
 
 @dataclass(frozen=True)
 class LocalRegistry:
-    """A registry on loopback: push to ``f"{host}/name:tag"``, talk HTTP to ``url``."""
+    """A registry on loopback: push to ``f"{host}/name:tag"``, talk HTTP to ``url``;
+    ``username``/``password`` are set when it wants HTTP Basic credentials."""
 
     host: str
     url: str
     root: Path
+    username: str | None = None
+    password: str | None = None
 
 
 def _free_port() -> int:
@@ -223,16 +227,39 @@ def _registry_answers(url: str) -> bool:
     try:
         with urllib.request.urlopen(f"{url}/v2/", timeout=1) as reply:
             return int(reply.status) == 200
+    except urllib.error.HTTPError as err:
+        return err.code == 401  # up, and wants credentials
     except (urllib.error.URLError, OSError):
         return False
 
 
-@pytest.fixture(scope="session")
-def local_registry(docker_engine: str) -> Iterator[LocalRegistry]:
-    """Debian's docker-registry on 127.0.0.1:<free port>, storage in a temp dir."""
+def _bcrypt(password: str) -> str:
+    """A bcrypt hash for the registry's htpasswd file (libxcrypt through ``crypt``)."""
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)
+        try:
+            import crypt
+        except ImportError:
+            crypt = None  # type: ignore[assignment]
+    require(crypt is not None, "Python's crypt module (bcrypt hashes for htpasswd)")
+    hashed = crypt.crypt(password, crypt.mksalt(crypt.METHOD_BLOWFISH))
+    require(bool(hashed) and hashed.startswith("$2"), "bcrypt support in libcrypt")
+    return hashed
+
+
+@contextlib.contextmanager
+def run_registry(credentials: tuple[str, str] | None = None) -> Iterator[LocalRegistry]:
+    """Debian's docker-registry on 127.0.0.1:<free port>, storage in a temp dir; with
+    ``credentials``, behind htpasswd (HTTP Basic) authentication."""
     binary = require_binary("docker-registry", "Debian: apt-get install docker-registry")
     root = Path(tempfile.mkdtemp(prefix="cb-registry-"))
     port = _free_port()
+    auth = ""
+    if credentials is not None:
+        (root / "htpasswd").write_text(f"{credentials[0]}:{_bcrypt(credentials[1])}\n")
+        auth = f"auth:\n  htpasswd:\n    realm: cargobay-test\n    path: {root / 'htpasswd'}\n"
     config = root / "config.yml"
     config.write_text(
         "version: 0.1\n"
@@ -241,7 +268,7 @@ def local_registry(docker_engine: str) -> Iterator[LocalRegistry]:
         f"  filesystem:\n    rootdirectory: {root / 'data'}\n"
         "  delete:\n    enabled: true\n"
         "http:\n"
-        f"  addr: 127.0.0.1:{port}\n"
+        f"  addr: 127.0.0.1:{port}\n" + auth
     )
     log_path = root / "registry.log"
     with log_path.open("wb") as log:
@@ -263,8 +290,9 @@ def local_registry(docker_engine: str) -> Iterator[LocalRegistry]:
                 pytrace=False,
             )
         time.sleep(0.05)
+    user, password = credentials if credentials is not None else (None, None)
     try:
-        yield LocalRegistry(host=f"127.0.0.1:{port}", url=url, root=root)
+        yield LocalRegistry(f"127.0.0.1:{port}", url, root, user, password)
     finally:
         process.terminate()
         try:
@@ -273,6 +301,20 @@ def local_registry(docker_engine: str) -> Iterator[LocalRegistry]:
             process.kill()
             process.wait()
         shutil.rmtree(root, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def local_registry(docker_engine: str) -> Iterator[LocalRegistry]:
+    """Debian's docker-registry on 127.0.0.1:<free port>, storage in a temp dir."""
+    with run_registry() as registry:
+        yield registry
+
+
+@pytest.fixture(scope="session")
+def private_registry(docker_engine: str) -> Iterator[LocalRegistry]:
+    """Like ``local_registry``, but wanting HTTP Basic credentials (htpasswd)."""
+    with run_registry(("cbtuser", os.urandom(6).hex())) as registry:
+        yield registry
 
 
 @pytest.fixture

@@ -4,16 +4,26 @@ prune, and the errors of a missing image or a bad reference."""
 
 from __future__ import annotations
 
+import base64
 import io
+import json
 import tarfile
+from pathlib import Path
 
 import pytest
 
+from cargobay.containers.auth import DockerCredentials, RegistryAuth
 from cargobay.containers.engine import DockerEngine
 from cargobay.containers.images import ImageService
 from cargobay.containers.progress import LayerProgress, PullProgress
 from cargobay.containers.settings import ContainerSettings, RegistrySettings
-from cargobay.errors import ImageNotFound, InvalidReference
+from cargobay.errors import (
+    EngineError,
+    EngineStreamError,
+    ImageNotFound,
+    InvalidReference,
+    RegistryError,
+)
 from tests.integration.containers.conftest import LocalRegistry
 
 pytestmark = pytest.mark.integration
@@ -146,3 +156,55 @@ async def test_list_and_prune(engine: DockerEngine, busybox_image: str, unique_n
         await engine.inspect_image(image_id)
     await service.remove(ref)
     assert await service.list_images(labels=dict(labels)) == []
+
+
+def _docker_config(tmp_path: Path, host: str, user: str, password: str) -> DockerCredentials:
+    token = base64.b64encode(f"{user}:{password}".encode()).decode()
+    (tmp_path / "config.json").write_text(json.dumps({"auths": {host: {"auth": token}}}))
+    return DockerCredentials.load({"DOCKER_CONFIG": str(tmp_path)})
+
+
+async def test_private_registry_with_docker_credentials(
+    engine: DockerEngine,
+    busybox_image: str,
+    private_registry: LocalRegistry,
+    unique_name: str,
+    tmp_path: Path,
+) -> None:
+    host = private_registry.host
+    assert private_registry.username is not None
+    assert private_registry.password is not None
+    ref = f"{host}/cbt/{unique_name}:1"
+    image_id = await engine.build_image(_context(busybox_image, "private"), tag=ref)
+    with pytest.raises(EngineStreamError, match="no basic auth credentials"):
+        await engine.push_image(ref.rpartition(":")[0], tag="1")
+    good = RegistryAuth(private_registry.username, private_registry.password, server=host)
+    await engine.push_image(ref.rpartition(":")[0], tag="1", auth=good.header())
+    await engine.remove_image(ref)
+
+    anonymous = ImageService(engine, credentials=DockerCredentials())
+    with pytest.raises(EngineError, match="no basic auth credentials"):
+        await anonymous.pull(ref)
+    with pytest.raises(RegistryError, match=f"needs credentials.*docker login {host}"):
+        await anonymous.check_update(ref)
+
+    wrong = ImageService(
+        engine, credentials=_docker_config(tmp_path, host, private_registry.username, "wrong")
+    )
+    with pytest.raises(RegistryError, match="refused the credentials"):
+        await wrong.check_update(ref)
+
+    config_dir = tmp_path / "good"
+    config_dir.mkdir()
+    service = ImageService(
+        engine,
+        credentials=_docker_config(
+            config_dir, host, private_registry.username, private_registry.password
+        ),
+    )
+    result = await service.pull(ref)
+    assert result.image_id == image_id
+    check = await service.check_update(ref)
+    assert check.update_available is False
+    assert check.remote_digest == result.digest
+    await service.remove(ref)
