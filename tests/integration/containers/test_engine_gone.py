@@ -15,6 +15,7 @@ from cargobay.containers.engine import DockerEngine
 from cargobay.containers.logs import follow_logs
 from cargobay.containers.stats import stream_stats
 from cargobay.errors import EngineUnavailable
+from tests.integration.containers.conftest import CargoBayd
 
 pytestmark = pytest.mark.integration
 
@@ -123,4 +124,49 @@ async def test_stats_stream_when_the_engine_goes_away(
             await read()
         assert got == 1
     finally:
+        await engine.remove_container(cid, force=True)
+
+
+async def test_through_the_daemon_the_stream_ends_with_the_error(
+    cargobayd: CargoBayd,
+    docker_engine: str,
+    engine: DockerEngine,
+    busybox_image: str,
+    unique_name: str,
+    tmp_path: Path,
+) -> None:
+    """cargobayd follows logs through the relay; when it is cut, the NDJSON stream ends
+    with an error event and the SDK raises EngineUnavailable."""
+    from cargobay.paths import Paths
+    from cargobay.sdk import AsyncCargoBayClient
+    from cargobay.sdk.containers import AsyncEngineClient
+
+    relay = Relay(tmp_path / "d.sock", docker_engine.removeprefix("unix://"))
+    await relay.start()
+    config = cargobayd.home / "config" / "containers.toml"
+    config.parent.mkdir(parents=True, exist_ok=True)
+    config.write_text(f'docker_host = "unix://{relay.path}"\n')
+    cid = await engine.create_container(
+        unique_name,
+        {"Image": busybox_image, "Cmd": ["sh", "-c", "while true; do echo tick; sleep 0.1; done"]},
+    )
+    received = 0
+
+    async def follow() -> None:
+        nonlocal received
+        paths = Paths.from_env({"CARGOBAY_HOME": str(cargobayd.home)})
+        async with AsyncCargoBayClient(paths=paths) as client, asyncio.timeout(20):
+            async for _line in AsyncEngineClient(client).logs([unique_name], follow=True):
+                received += 1
+                if received == 3:
+                    await relay.cut()
+
+    try:
+        await engine.start_container(cid)
+        with pytest.raises(EngineUnavailable, match="went away in the middle"):
+            await follow()
+        assert received >= 3
+    finally:
+        config.unlink()
+        await relay.close()
         await engine.remove_container(cid, force=True)
