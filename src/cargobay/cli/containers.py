@@ -254,12 +254,13 @@ def images_prune(
     all: Annotated[
         bool, typer.Option("--all", "-a", help="Every unused image, not only dangling ones.")
     ] = False,
+    label: LabelOpt = None,
     fmt: FormatOpt = None,
     json_flag: JsonOpt = False,
 ) -> None:
     """Remove unused images."""
     out = pick_format(fmt, json_flag)
-    result = _engine().prune_images(all=all)
+    result = _engine().prune_images(all=all, labels=label or [])
     if out is not Format.TABLE:
         emit_document(result, out)
         return

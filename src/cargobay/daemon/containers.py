@@ -60,6 +60,7 @@ class CheckUpdateRequest(BaseModel):
 class PruneRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
     all: bool = Field(default=False, description="every unused image, not only dangling ones")
+    label: list[str] = Field(default_factory=list, description="only images with these labels")
 
 
 class StopContainerRequest(BaseModel):
@@ -138,7 +139,7 @@ async def images_prune(body: PruneRequest | None = None) -> dict[str, Any]:
     body = body or PruneRequest()
     engine, settings = await _connect()
     async with engine:
-        return await ImageService(engine, settings).prune(all=body.all)
+        return await ImageService(engine, settings).prune(all=body.all, labels=_labels(body.label))
 
 
 @router.delete("/images/{reference:path}")

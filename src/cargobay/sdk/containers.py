@@ -52,8 +52,9 @@ class _Calls:
         )
 
     @staticmethod
-    def prune_images(all: bool) -> _Call:
-        return _Call("POST", f"{PREFIX}/images/prune", json={"all": all}, timeout=300.0)
+    def prune_images(all: bool, labels: Sequence[str]) -> _Call:
+        body = {"all": all, "label": list(labels)}
+        return _Call("POST", f"{PREFIX}/images/prune", json=body, timeout=300.0)
 
     @staticmethod
     def check_update(reference: str) -> _Call:
@@ -165,8 +166,8 @@ class EngineClient:
         result: list[dict[str, str]] = self._client._request(_Calls.remove_image(reference, force))
         return result
 
-    def prune_images(self, *, all: bool = False) -> dict[str, Any]:
-        result: dict[str, Any] = self._client._request(_Calls.prune_images(all))
+    def prune_images(self, *, all: bool = False, labels: Sequence[str] = ()) -> dict[str, Any]:
+        result: dict[str, Any] = self._client._request(_Calls.prune_images(all, labels))
         return result
 
     def check_update(self, reference: str) -> dict[str, Any]:
@@ -257,8 +258,10 @@ class AsyncEngineClient:
         )
         return result
 
-    async def prune_images(self, *, all: bool = False) -> dict[str, Any]:
-        result: dict[str, Any] = await self._client._request(_Calls.prune_images(all))
+    async def prune_images(
+        self, *, all: bool = False, labels: Sequence[str] = ()
+    ) -> dict[str, Any]:
+        result: dict[str, Any] = await self._client._request(_Calls.prune_images(all, labels))
         return result
 
     async def check_update(self, reference: str) -> dict[str, Any]:

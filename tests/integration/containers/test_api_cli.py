@@ -55,6 +55,50 @@ def test_engine_info_and_lists_through_the_sdk(cargobayd: CargoBayd, busybox_ima
             engine.stop("cbt-never-there")
 
 
+def test_networks_volumes_and_prune_through_the_sdk(
+    cargobayd: CargoBayd, docker_engine: str, busybox_image: str, unique_name: str
+) -> None:
+    import asyncio
+
+    labels = {"org.cargobay.test": unique_name}
+
+    async def setup() -> str:
+        async with await DockerEngine.connect(docker_engine) as own:
+            await own.create_network(unique_name, labels=labels)
+            await own.create_volume(unique_name, labels=labels)
+            # an image, then a rebuild of its tag: the first one is left dangling
+            first = await own.build_image(
+                _context(busybox_image, "a"), tag=f"cbt/{unique_name}:1", labels=labels
+            )
+            await own.build_image(
+                _context(busybox_image, "b"), tag=f"cbt/{unique_name}:1", labels=labels
+            )
+            return first
+
+    async def cleanup() -> None:
+        async with await DockerEngine.connect(docker_engine) as own:
+            await own.remove_network(unique_name)
+            await own.remove_volume(unique_name)
+            await own.remove_image(f"cbt/{unique_name}:1")
+
+    dangling = asyncio.run(setup())
+    try:
+        with _client(cargobayd) as client:
+            api = EngineClient(client)
+            label = f"org.cargobay.test={unique_name}"
+            [network] = api.networks(labels=[label])
+            assert (network["name"], network["driver"]) == (unique_name, "bridge")
+            [volume] = api.volumes(labels=[label])
+            assert volume["name"] == unique_name
+            images = api.images(all=True, labels=[label])
+            assert dangling in [image["id"] for image in images]
+            pruned = api.prune_images(labels=[label])
+            assert dangling in pruned["deleted"]
+            assert dangling not in [image["id"] for image in api.images(labels=[label])]
+    finally:
+        asyncio.run(cleanup())
+
+
 async def test_pull_logs_stats_through_the_async_sdk(
     cargobayd: CargoBayd,
     engine: DockerEngine,
