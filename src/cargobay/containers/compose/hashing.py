@@ -47,7 +47,7 @@ from typing import Any
 from cargobay.containers.compose.interpolation import read_env_file
 from cargobay.containers.compose.model import ComposeProject
 
-__all__ = ["compose129_config_dict", "config_hash", "json_hash"]
+__all__ = ["compose129_config_dict", "config_hash", "convert", "json_hash", "parse_port_129"]
 
 
 def json_hash(obj: Any) -> str:
@@ -131,11 +131,13 @@ _CONVERSIONS: list[tuple[re.Pattern[str], Callable[[Any], Any]]] = [
 ]
 
 
-def _convert(node: Any, path: str) -> Any:
+def convert(node: Any, path: str = "") -> Any:
+    """A service dict with 1.29's type conversions applied (``path`` is the key path
+    inside the service, ``/``-separated)."""
     if isinstance(node, dict):
-        return {k: _convert(v, f"{path}/{k}" if path else str(k)) for k, v in node.items()}
+        return {k: convert(v, f"{path}/{k}" if path else str(k)) for k, v in node.items()}
     if isinstance(node, list):
-        return [_convert(item, path) for item in node]
+        return [convert(item, path) for item in node]
     for pattern, func in _CONVERSIONS:
         if pattern.match(path):
             return func(node)
@@ -171,6 +173,16 @@ _PORT_SPEC = re.compile(
     r"^((\[?(?P<host>[a-fA-F\d.:]+)\]?:)?(?P<ext>\d*)(-(?P<ext_end>\d+))?:)?"
     r"(?P<int>\d+)(-(?P<int_end>\d+))?(?P<proto>/(udp|tcp|sctp))?$"
 )
+
+
+def parse_port_129(spec: Any) -> list[tuple[Any, ...]]:
+    """One ``ports`` entry as 1.29's ServicePorts: ``(target, published, protocol, mode,
+    host_ip)`` tuples (a tuple given is one already parsed by a merge)."""
+    if isinstance(spec, tuple):
+        return [spec]
+    if isinstance(spec, dict):
+        return [tuple(_long_port(spec))]
+    return [tuple(port) for port in _short_ports(spec)]
 
 
 def _short_ports(spec: Any) -> list[list[Any]]:
@@ -287,7 +299,7 @@ def compose129_config_dict(
 ) -> dict[str, Any]:
     """The structure docker-compose 1.29.2 hashes for a service (module docstring)."""
     working_dir = project.working_dir
-    options: dict[str, Any] = _convert(copy.deepcopy(dict(raw)), "")
+    options: dict[str, Any] = convert(copy.deepcopy(dict(raw)))
 
     # process_service
     env_files = [_expand_path(working_dir, p) for p in _as_list(options.get("env_file"))]
@@ -322,10 +334,9 @@ def compose129_config_dict(
             if key in health and not isinstance(health[key], int):
                 health[key] = _nanoseconds(health[key])
     if "ports" in options:
-        ports: list[list[Any]] = []
-        for spec in options["ports"]:
-            ports.extend([_long_port(spec)] if isinstance(spec, dict) else _short_ports(spec))
-        options["ports"] = ports
+        options["ports"] = [
+            list(port) for spec in options["ports"] for port in parse_port_129(spec)
+        ]
     if options.get("security_opt"):
         options["security_opt"] = [[value, None] for value in options["security_opt"]]
 

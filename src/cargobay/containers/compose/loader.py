@@ -31,11 +31,13 @@ from typing import Any
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from cargobay.containers.compose.hashing import convert
 from cargobay.containers.compose.interpolation import (
     InterpolationError,
     interpolate_tree,
     read_env_file,
 )
+from cargobay.containers.compose.merge129 import merge_files
 from cargobay.containers.compose.model import (
     ComposeProject,
     NetworkConfig,
@@ -77,7 +79,8 @@ class _FileModel(BaseModel):
 class LoadedProject:
     project: ComposeProject
     raw_services: dict[str, dict[str, Any]]
-    """Each service's merged, interpolated dict as written (for the config hash)."""
+    """Each service's interpolated dict as docker-compose 1.29 merges it (``merge129``),
+    for the config hash."""
     environment: dict[str, str]
     """The variables interpolation used (.env overlaid by the caller's environment)."""
     env_file: str | None = None
@@ -293,6 +296,7 @@ def load_project(
             warnings.append(f"the {name} variable is not set; using an empty string")
 
     merged_services: dict[str, dict[str, Any]] = {}
+    per_file: list[dict[str, dict[str, Any]]] = []
     service_files: dict[str, str] = {}
     networks: dict[str, Any] = {}
     volumes: dict[str, Any] = {}
@@ -329,6 +333,7 @@ def load_project(
             raise _validation_error(str(path), err) from err
         if data.get("name"):
             top_name = str(data["name"])
+        per_file.append({name: convert(body) for name, body in services.items()})
         for name, body in services.items():
             merged_services[name] = _merge_service(merged_services.get(name, {}), body)
             service_files.setdefault(name, str(path))
@@ -378,7 +383,8 @@ def load_project(
         raise _validation_error(str(paths[-1]), err) from err
     project = _resolve_paths(project, project_dir, variables)
     validate_project(project, service_files, disabled)
-    raw = {svc: body for svc, body in merged_services.items() if svc not in disabled}
+    as_129 = merge_files(per_file)
+    raw = {svc: as_129[svc] for svc in merged_services if svc not in disabled}
     return LoadedProject(
         project=project,
         raw_services=raw,

@@ -117,6 +117,30 @@ async def test_config_hash_matches_docker_compose(stack: StackFactory, compose_b
     assert after == await _our_hashes(s)
 
 
+OVERRIDE = """
+services:
+  api:
+    environment: {NUM: 2, EXTRA: "yes"}
+    labels: [extra=1]
+    ports: ["127.0.0.1::81/udp", {target: 80, published: 18080}]
+    volumes: ["./ctx:/ctx", {type: tmpfs, target: /run/u}]
+    networks: {back: {aliases: [api2], priority: 5}}
+    healthcheck: {retries: 5}
+  db:
+    deploy: {replicas: 1, resources: {limits: {memory: 48M}}}
+    labels: {more: "yes"}
+"""
+
+
+async def test_config_hash_matches_with_an_override_file(
+    stack: StackFactory, compose_bin: str
+) -> None:
+    """Two files: docker-compose 1.29 normalizes every service through its merge (sorted
+    lists, extensions dropped, ...); the hash must still agree."""
+    s = stack(RICH, files={**FILES, "docker-compose.override.yml": OVERRIDE})
+    assert _their_hashes(s) == await _our_hashes(s)
+
+
 async def test_stack_started_by_docker_compose(stack: StackFactory, compose_bin: str) -> None:
     s = stack(RICH, files=FILES)
     s.docker_compose("up", "-d")
