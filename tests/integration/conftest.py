@@ -37,6 +37,7 @@ from tests.support import (
 if TYPE_CHECKING:
     from cargobay.images import ImageManifest
     from cargobay.paths import Paths
+    from tests.integration.libvirt_env import LibvirtEnv
 
 
 @pytest.fixture(scope="session")
@@ -105,3 +106,16 @@ def test_paths(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) 
             print(f"kept the CargoBay home of the failed test: {home}")
         else:
             shutil.rmtree(home, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def libvirt_env() -> Iterator[LibvirtEnv]:
+    """libvirtd (also on qemu+tcp://127.0.0.1) and an sshd on loopback for qemu+ssh://,
+    started for the session when not running; see ``tests.integration.libvirt_env``."""
+    from tests.integration.libvirt_env import LibvirtEnv
+
+    env = LibvirtEnv.start()
+    try:
+        yield env
+    finally:
+        env.stop()
