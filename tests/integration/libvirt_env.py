@@ -173,8 +173,7 @@ class LibvirtEnv:
             f"StrictModes no\nPidFile {d}/sshd.pid\n"
         )
         (d / "ssh").write_text(
-            "#!/bin/sh\n"
-            f'exec ssh -o UserKnownHostsFile={d}/known_hosts -o BatchMode=yes "$@"\n'
+            f'#!/bin/sh\nexec ssh -o UserKnownHostsFile={d}/known_hosts -o BatchMode=yes "$@"\n'
         )
         (d / "ssh").chmod(0o755)
         Path("/run/sshd").mkdir(exist_ok=True)  # privilege separation directory

@@ -33,9 +33,7 @@ FAST = TransportConfig(
 
 
 def _hosts(env: LibvirtEnv) -> list[HostInfo]:
-    return [
-        HostInfo(id=name, uri=uri, tags=("loopback", name)) for name, uri in env.uris().items()
-    ]
+    return [HostInfo(id=name, uri=uri, tags=("loopback", name)) for name, uri in env.uris().items()]
 
 
 async def test_one_shared_connection_per_host_over_three_transports(libvirt_env: LibvirtEnv):
@@ -45,8 +43,10 @@ async def test_one_shared_connection_per_host_over_three_transports(libvirt_env:
         for h in health.values():
             assert h.state is HostState.CONNECTED, h
             assert h.last_error is None
-            assert h.last_check_ms is not None and h.last_check_ms > 0
-            assert h.libvirt_version and h.libvirt_version[0].isdigit()
+            assert h.last_check_ms is not None
+            assert h.last_check_ms > 0
+            assert h.libvirt_version
+            assert h.libvirt_version[0].isdigit()
         # the same object every time: VMs on one host share its connection
         first = await m.get_libvirt_connection("ssh")
         assert await m.get_libvirt_connection("ssh") is first
@@ -70,7 +70,8 @@ async def test_bad_hosts_fail_with_the_host_named_and_the_pool_keeps_serving(
         refused = await m.add_host(HostInfo(id="refused", uri="qemu+tcp://127.0.0.1:1/system"))
         assert refused.state is HostState.FAILED
         assert refused.last_error is not None
-        assert "refused" in refused.last_error and "127.0.0.1:1" in refused.last_error
+        assert "refused" in refused.last_error
+        assert "127.0.0.1:1" in refused.last_error
         with pytest.raises(HostUnreachable, match="host 'strict'"):
             await m.add_host(
                 HostInfo(id="strict", uri="qemu+tcp://127.0.0.1:1/system"), require=True
@@ -78,7 +79,7 @@ async def test_bad_hosts_fail_with_the_host_named_and_the_pool_keeps_serving(
         assert "strict" not in m.host_ids()
         with pytest.raises(Conflict, match="already in the pool"):
             await m.add_host(HostInfo(id="good", uri=libvirt_env.local_uri))
-        with pytest.raises(UnknownHost, match="no host 'nope'.*good, refused"):
+        with pytest.raises(UnknownHost, match=r"no host 'nope'.*good, refused"):
             m.host("nope")
         # a failed host refuses calls with its last error; the good one answers meanwhile
         with pytest.raises(HostUnavailable, match="refused"):
@@ -86,7 +87,7 @@ async def test_bad_hosts_fail_with_the_host_named_and_the_pool_keeps_serving(
         good = await m.get_libvirt_connection("good")
         assert await good.call(lambda c: c.getLibVersion(), what="version") > 0
         # a libvirt error on a healthy host names the host and the operation
-        with pytest.raises(LibvirtCallError, match="host 'good': domain lookup: .*no-such-domain"):
+        with pytest.raises(LibvirtCallError, match=r"host 'good': domain lookup: .*no-such-domain"):
             await good.call(lambda c: c.lookupByName("no-such-domain"), what="domain lookup")
         states = {h.host_id: h.state for h in await m.health()}
         assert states == {"good": HostState.CONNECTED, "refused": HostState.FAILED}
