@@ -102,6 +102,8 @@ def engine_info(fmt: FormatOpt = None, json_flag: JsonOpt = False) -> None:
     disk = "-"
     if info.get("disk_free") is not None:
         disk = f"{_bytes(info['disk_free'])} free of {_bytes(info.get('disk_total'))}"
+        if info.get("disk_low"):
+            disk += " (low: images may not fit)"
     print_pairs(
         [
             ("Endpoint", f"{info['url']} (from {info['source']})"),

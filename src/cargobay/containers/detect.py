@@ -25,7 +25,7 @@ import json
 import os
 import shutil
 import sys
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
@@ -45,8 +45,12 @@ __all__ = [
     "resolve_endpoint",
 ]
 
-Source = Literal["DOCKER_HOST", "context", "socket", "rootless", "npipe", "argument"]
+Source = Literal["DOCKER_HOST", "context", "socket", "rootless", "npipe", "wsl2", "argument"]
 WINDOWS_PIPE = "npipe:////./pipe/docker_engine"
+WSL2_TCP = "tcp://127.0.0.1:2375"
+LOW_DISK = 2 * 1024**3
+"""Below this much free space in the Docker root directory, ``disk_low`` is set: pulling
+the images of one bot stack (a few hundred MB to a few GB) may not fit."""
 CLI_PLUGIN_DIRS = (
     "/usr/local/lib/docker/cli-plugins",
     "/usr/local/libexec/docker/cli-plugins",
@@ -126,7 +130,10 @@ def candidate_endpoints(
     if context is not None:
         return [EngineEndpoint(context_endpoint(context, env, home), "context", context)]
     if system == "win32":
-        return [EngineEndpoint(WINDOWS_PIPE, "npipe")]
+        # Docker Desktop's pipe; else a dockerd inside WSL 2 published on loopback
+        # (`dockerd -H unix:///var/run/docker.sock -H tcp://127.0.0.1:2375`): WSL 2
+        # forwards localhost, while its Unix sockets are not reachable from Windows
+        return [EngineEndpoint(WINDOWS_PIPE, "npipe"), EngineEndpoint(WSL2_TCP, "wsl2")]
     found = [EngineEndpoint("unix:///var/run/docker.sock", "socket")]
     if system == "darwin":
         for path in (
@@ -150,23 +157,38 @@ def candidate_endpoints(
     return found
 
 
+def _windows_pipe_exists(url: str) -> bool:
+    """Whether a named pipe exists (only meaningful on Windows)."""
+    pipe = "\\\\.\\pipe\\" + url.rsplit("/", 1)[-1]
+    try:
+        return os.path.exists(pipe)
+    except OSError as err:  # ERROR_PIPE_BUSY: every instance busy, but it exists
+        return getattr(err, "winerror", None) == 231
+
+
 def resolve_endpoint(
     url: str | None = None,
     *,
     env: Mapping[str, str] | None = None,
     home: Path | None = None,
     system: str | None = None,
+    pipe_exists: Callable[[str], bool] = _windows_pipe_exists,
 ) -> EngineEndpoint:
     """The endpoint to use: ``url`` if given; an explicit DOCKER_HOST/context; else the
-    first platform socket that exists (else the first candidate, so errors name it)."""
+    first platform socket (or Windows pipe) that exists, then a WSL 2 dockerd on
+    loopback; else the first candidate, so errors name it."""
     if url:
         return EngineEndpoint(url, "argument")
     env = os.environ if env is None else env
     home = Path.home() if home is None else home
     candidates = candidate_endpoints(env, home, system=system)
     for candidate in candidates:
-        if candidate.source in ("DOCKER_HOST", "context", "npipe"):
+        if candidate.source in ("DOCKER_HOST", "context", "wsl2"):
             return candidate
+        if candidate.source == "npipe":
+            if pipe_exists(candidate.url):
+                return candidate
+            continue
         path = candidate.socket_path
         if path is not None and path.is_socket():
             return candidate
@@ -267,6 +289,8 @@ class EngineReport(BaseModel):
     disk_free: int | None = None
     """Free bytes on the filesystem of the Docker root directory (when it is local)."""
     disk_total: int | None = None
+    disk_low: bool = False
+    """Less than :data:`LOW_DISK` free."""
     compose: ComposeAvailability
 
 
@@ -343,5 +367,6 @@ async def detect(url: str | None = None) -> EngineReport:
         memory=info.get("MemTotal"),
         disk_free=free,
         disk_total=total,
+        disk_low=free is not None and free < LOW_DISK,
         compose=compose_availability(os.environ, Path.home()),
     )

@@ -26,6 +26,7 @@ __all__ = [
     "discard_volume",
     "ensure_network",
     "ensure_volume",
+    "health_from_status",
     "list_containers",
     "list_networks",
     "list_volumes",
@@ -39,6 +40,18 @@ class PortBinding(BaseModel):
     protocol: str = "tcp"
 
 
+def health_from_status(status: str) -> str | None:
+    """The health in the Engine's status text: ``Up 3 minutes (healthy)``,
+    ``Up 1 second (health: starting)``, ``Up 2 hours (unhealthy)``."""
+    if "(healthy)" in status:
+        return "healthy"
+    if "(unhealthy)" in status:
+        return "unhealthy"
+    if "(health: starting)" in status:
+        return "starting"
+    return None
+
+
 class ContainerSummary(BaseModel):
     id: str
     name: str
@@ -50,6 +63,8 @@ class ContainerSummary(BaseModel):
     labels: dict[str, str] = Field(default_factory=dict)
     project: str | None = None
     service: str | None = None
+    health: str | None = None
+    """``healthy``, ``unhealthy`` or ``starting`` for a container with a health check."""
 
     @classmethod
     def from_engine(cls, item: Mapping[str, Any]) -> ContainerSummary:
@@ -75,6 +90,7 @@ class ContainerSummary(BaseModel):
             labels=labels,
             project=labels.get("com.docker.compose.project"),
             service=labels.get("com.docker.compose.service"),
+            health=health_from_status(str(item.get("Status", ""))),
         )
 
 

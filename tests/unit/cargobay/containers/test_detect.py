@@ -119,11 +119,24 @@ def test_macos_sockets(tmp_path: Path) -> None:
 
 def test_windows_named_pipe_path_logic_only(tmp_path: Path) -> None:
     assert candidate_endpoints({}, tmp_path, system="win32") == [
-        EngineEndpoint(WINDOWS_PIPE, "npipe")
+        EngineEndpoint(WINDOWS_PIPE, "npipe"),
+        EngineEndpoint("tcp://127.0.0.1:2375", "wsl2"),
     ]
-    assert resolve_endpoint(env={}, home=tmp_path, system="win32").url == (
-        "npipe:////./pipe/docker_engine"
+
+    def windows_pipe_present_stub(url: str) -> bool:  # stands in for a Windows-only check
+        return url == WINDOWS_PIPE
+
+    def windows_pipe_absent_stub(url: str) -> bool:
+        return False
+
+    found = resolve_endpoint(
+        env={}, home=tmp_path, system="win32", pipe_exists=windows_pipe_present_stub
     )
+    assert found.url == "npipe:////./pipe/docker_engine"
+    found = resolve_endpoint(
+        env={}, home=tmp_path, system="win32", pipe_exists=windows_pipe_absent_stub
+    )
+    assert found == EngineEndpoint("tcp://127.0.0.1:2375", "wsl2")
 
 
 def test_resolve_explicit_choices(tmp_path: Path) -> None:

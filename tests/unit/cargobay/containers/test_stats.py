@@ -7,6 +7,7 @@ from typing import Any
 
 import pytest
 
+from cargobay.containers.resources import ContainerSummary
 from cargobay.containers.stats import block_io, compute, cpu_percent, memory_usage
 
 V1: dict[str, Any] = {
@@ -148,3 +149,19 @@ def test_empty_sample() -> None:
     assert stats.name == "x"
     assert stats.cpu_percent == 0.0
     assert block_io({"blkio_stats": {"io_service_bytes_recursive": None}}) == (0, 0)
+
+
+@pytest.mark.parametrize(
+    ("status", "health"),
+    [
+        ("Up 3 minutes (healthy)", "healthy"),
+        ("Up 2 hours (unhealthy)", "unhealthy"),
+        ("Up 1 second (health: starting)", "starting"),
+        ("Up 5 seconds", None),
+        ("Exited (0) 2 minutes ago", None),
+    ],
+)
+def test_health_from_status(status: str, health: str | None) -> None:
+    summary = ContainerSummary.from_engine({"Id": "x", "Names": ["/n"], "Status": status})
+    assert summary.health == health
+    assert summary.name == "n"
