@@ -244,7 +244,8 @@ def _bcrypt(password: str) -> str:
         except ImportError:
             crypt = None  # type: ignore[assignment]
     require(crypt is not None, "Python's crypt module (bcrypt hashes for htpasswd)")
-    hashed = crypt.crypt(password, crypt.mksalt(crypt.METHOD_BLOWFISH))
+    # cost 4: the registry checks the hash on every request; tests need no slow hash
+    hashed = crypt.crypt(password, crypt.mksalt(crypt.METHOD_BLOWFISH, rounds=16))
     require(bool(hashed) and hashed.startswith("$2"), "bcrypt support in libcrypt")
     return hashed
 
