@@ -26,7 +26,12 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from cargobay.containers.compose.executor import Event
 from cargobay.containers.compose.export import config_document, export_kubernetes, export_swarm
-from cargobay.containers.compose.loader import LoadedProject, load_project
+from cargobay.containers.compose.loader import (
+    DEFAULT_FILES,
+    LoadedProject,
+    bare_project,
+    load_project,
+)
 from cargobay.containers.compose.service import ComposeService
 
 __all__ = ["router"]
@@ -87,7 +92,11 @@ class DeployRequest(ProjectRef):
     target: Literal["swarm"] = "swarm"
 
 
-def _load(ref: ProjectRef) -> LoadedProject:
+def _load(ref: ProjectRef, *, by_name: bool = False) -> LoadedProject:
+    """The project; with ``by_name`` (ps, logs, stop, down), ``-p NAME`` alone is enough
+    when there is no compose file (the project is found by its labels)."""
+    if by_name and ref.project_name and not ref.files and not _has_default_file(ref):
+        return bare_project(ref.project_name, ref.working_dir)
     return load_project(
         ref.files,
         project_name=ref.project_name,
@@ -96,6 +105,12 @@ def _load(ref: ProjectRef) -> LoadedProject:
         env_file=ref.env_file,
         profiles=ref.profiles,
     )
+
+
+def _has_default_file(ref: ProjectRef) -> bool:
+    from pathlib import Path
+
+    return any((Path(ref.working_dir) / name).is_file() for name in DEFAULT_FILES)
 
 
 def _service(ref: ProjectRef) -> ComposeService:
@@ -172,7 +187,7 @@ async def compose_up(body: UpRequest) -> StreamingResponse:
 
 @router.post("/down", response_class=StreamingResponse, responses=_NDJSON_DOC)
 async def compose_down(body: DownRequest) -> StreamingResponse:
-    loaded = _load(body)
+    loaded = _load(body, by_name=True)
     service = _service(body)
 
     async def run(emit: Callable[[Event], None]) -> dict[str, Any]:
@@ -190,7 +205,7 @@ async def compose_down(body: DownRequest) -> StreamingResponse:
 
 def _verb(name: Literal["stop", "start", "restart"]) -> Any:
     async def handler(body: ServicesRequest) -> StreamingResponse:
-        loaded = _load(body)
+        loaded = _load(body, by_name=name == "stop")
         service = _service(body)
 
         async def run(emit: Callable[[Event], None]) -> dict[str, Any]:
@@ -223,14 +238,14 @@ for _name in ("stop", "start", "restart"):
 @router.post("/ps")
 async def compose_ps(body: ServicesRequest) -> list[dict[str, Any]]:
     """One row per container of the project (started by us or by docker-compose)."""
-    loaded = _load(body)
+    loaded = _load(body, by_name=True)
     return await _service(body).ps(loaded.project.name, services=body.services or None)
 
 
 @router.post("/logs", response_class=StreamingResponse, responses=_NDJSON_DOC)
 async def compose_logs(body: LogsRequest) -> StreamingResponse:
     """Log lines (``{"type": "log", "container", "service", "stream", "line"}``)."""
-    loaded = _load(body)
+    loaded = _load(body, by_name=True)
     events = _service(body).logs(
         loaded.project.name,
         services=body.services or None,

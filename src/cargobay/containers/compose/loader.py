@@ -50,6 +50,7 @@ from cargobay.errors import ComposeFileError
 __all__ = [
     "DEFAULT_FILES",
     "LoadedProject",
+    "bare_project",
     "load_project",
     "normalize_project_name",
 ]
@@ -86,6 +87,18 @@ class LoadedProject:
     env_file: str | None = None
     warnings: list[str] = field(default_factory=list)
     disabled_services: list[str] = field(default_factory=list)
+
+
+def bare_project(project_name: str, working_dir: str | Path | None = None) -> LoadedProject:
+    """A project known only by its name (no file): enough for ``ps``, ``logs``, ``stop``
+    and ``down``, which find its containers, networks and volumes by their labels, as
+    ``docker compose -p NAME down`` does."""
+    name = normalize_project_name(project_name)
+    if not name:
+        raise ComposeFileError(f"project name {project_name!r} is empty once normalized")
+    directory = str(Path(working_dir).absolute()) if working_dir is not None else ""
+    project = ComposeProject(name=name, working_dir=directory)
+    return LoadedProject(project=project, raw_services={}, environment={})
 
 
 def normalize_project_name(name: str) -> str:

@@ -211,7 +211,10 @@ class ComposeService:
         project = loaded.project
         async with await self._engine() as engine:
             containers = await self._containers(engine, project.name)
-            ours = [c for c in containers if c.service in project.services or remove_orphans]
+            bare = not project.services  # known by name only: everything labelled is ours
+            ours = [
+                c for c in containers if c.service in project.services or remove_orphans or bare
+            ]
             for orphan in (c for c in containers if c not in ours):
                 emit({"type": "warning", "message": f"found orphan container {orphan.name}; "
                       "remove it with --remove-orphans"})  # fmt: skip
@@ -224,23 +227,34 @@ class ComposeService:
                 emit(_progress("container", container.name, "Removed", container.service))
 
             await asyncio.gather(*(remove(c) for c in ours))
+            networks: set[str] = set()
             keys = {key for s in project.services.values() for key in project.service_networks(s)}
-            keys |= set(project.networks)
-            for key in sorted(keys):
+            for key in keys | set(project.networks):
                 cfg = project.networks.get(key)
-                if cfg is not None and cfg.external:
-                    continue
-                name = project.network_name(key)
+                if cfg is None or not cfg.external:
+                    networks.add(project.network_name(key))
+            # and those the project's label names (created by another file version/tool)
+            for net in await engine.list_networks(labels={L.PROJECT: project.name}):
+                networks.add(str(net.get("Name")))
+            for name in sorted(networks):
                 try:
                     await engine.remove_network(name)
                 except NotFound:
                     continue
+                except ContainerError as err:  # still used by a container we left
+                    emit({"type": "warning", "message": f"network {name} not removed: {err}"})
+                    continue
                 emit(_progress("network", name, "Removed"))
             if volumes:
-                for key, vol in sorted(project.volumes.items()):
-                    if vol.external:
-                        continue
-                    name = project.volume_name(key)
+                names = {
+                    project.volume_name(key)
+                    for key, vol in project.volumes.items()
+                    if not vol.external
+                }
+                if bare:
+                    listed = await engine.list_volumes(labels={L.PROJECT: project.name})
+                    names |= {str(v.get("Name")) for v in listed}
+                for name in sorted(names):
                     try:
                         await engine.remove_volume(name)
                     except NotFound:
@@ -346,6 +360,8 @@ class ComposeService:
             if name not in project.services:
                 raise ComposeError(f"no such service: {name!r}")
         containers = await self._containers(engine, project.name)
+        if not project.services:  # known by name only (``bare_project``): all of it
+            return containers
         wanted = set(services) if services else set(project.services)
         return [c for c in containers if c.service in wanted]
 

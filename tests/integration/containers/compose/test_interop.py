@@ -15,6 +15,7 @@ from __future__ import annotations
 
 from cargobay.containers.compose import labels as L
 from cargobay.containers.compose.hashing import config_hash
+from cargobay.containers.compose.loader import bare_project
 from cargobay.containers.compose.spec import image_name
 from cargobay.containers.engine import DockerEngine
 from cargobay.errors import ImageNotFound
@@ -152,7 +153,8 @@ async def test_stack_started_by_docker_compose(stack: StackFactory, compose_bin:
     assert {sp.action for sp in plan.services.values()} == {"noop"}, s.events
     assert not plan.changes
     assert not [e for e in s.events if e.get("status") in ("Creating", "Recreating")]
-    await s.service.down(s.load(), volumes=True)
+    # down by project name alone (no file): everything is found by its labels
+    await s.service.down(bare_project(s.name), volumes=True)
     assert await s.service.ps(s.name) == []
     async with await DockerEngine.connect(s.docker_url) as engine:
         assert await engine.list_networks(labels={L.PROJECT: s.name}) == []

@@ -7,7 +7,12 @@ from pathlib import Path
 
 import pytest
 
-from cargobay.containers.compose.loader import find_cycle, load_project, normalize_project_name
+from cargobay.containers.compose.loader import (
+    bare_project,
+    find_cycle,
+    load_project,
+    normalize_project_name,
+)
 from cargobay.errors import ComposeFileError, InvalidInput
 
 
@@ -309,3 +314,11 @@ def test_find_cycle() -> None:
 def test_no_compose_file(tmp_path: Path) -> None:
     with pytest.raises(ComposeFileError, match="no compose file"):
         load_project(working_dir=tmp_path, env={})
+
+
+def test_bare_project_is_known_by_name_only(tmp_path: Path) -> None:
+    loaded = bare_project("My_Stack", tmp_path)
+    assert loaded.project.name == "my_stack"
+    assert loaded.project.services == {}
+    with pytest.raises(ComposeFileError, match="empty"):
+        bare_project("!!!")
