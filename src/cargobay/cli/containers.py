@@ -391,26 +391,46 @@ def containers_stats(
     samples: Annotated[int | None, typer.Option(min=1, help="Stop after N samples.")] = None,
     json_flag: JsonOpt = False,
 ) -> None:
-    """CPU %, memory, network and block I/O, as ``docker stats`` computes them."""
-    headers = ["NAME", "CPU %", "MEM USAGE / LIMIT", "MEM %", "NET I/O", "BLOCK I/O", "PIDS"]
-    for sample in _engine().stats(name, stream=not no_stream, samples=samples):
-        if json_flag:
+    """CPU %, memory, network and block I/O, as ``docker stats`` computes them (redrawn
+    in place on a terminal; one table per sample otherwise)."""
+    events = _engine().stats(name, stream=not no_stream, samples=samples)
+    if json_flag:
+        for sample in events:
             print(json.dumps({k: v for k, v in sample.items() if k != "type"}), flush=True)
-            continue
-        print_table(
-            headers,
-            [
-                [
-                    str(sample["name"]),
-                    f"{sample['cpu_percent']:.2f}%",
-                    f"{_bytes(sample['memory_usage'])} / {_bytes(sample['memory_limit'])}",
-                    f"{sample['memory_percent']:.2f}%",
-                    f"{_bytes(sample['net_rx'])} / {_bytes(sample['net_tx'])}",
-                    f"{_bytes(sample['block_read'])} / {_bytes(sample['block_write'])}",
-                    str(sample["pids"]),
-                ]
-            ],
-        )
+        return
+    if not sys.stdout.isatty():
+        for sample in events:
+            print_table(STATS_HEADERS, [_stats_row(sample)])
+        return
+    from rich.console import Console
+    from rich.live import Live
+    from rich.table import Table
+
+    def table(sample: Mapping[str, Any]) -> Table:
+        shown = Table(box=None, show_edge=False, pad_edge=False, header_style="bold")
+        for header in STATS_HEADERS:
+            shown.add_column(header, no_wrap=True)
+        shown.add_row(*_stats_row(sample))
+        return shown
+
+    with Live(console=Console(), auto_refresh=False) as live:
+        for sample in events:
+            live.update(table(sample), refresh=True)
+
+
+STATS_HEADERS = ["NAME", "CPU %", "MEM USAGE / LIMIT", "MEM %", "NET I/O", "BLOCK I/O", "PIDS"]
+
+
+def _stats_row(sample: Mapping[str, Any]) -> list[str]:
+    return [
+        str(sample["name"]),
+        f"{sample['cpu_percent']:.2f}%",
+        f"{_bytes(sample['memory_usage'])} / {_bytes(sample['memory_limit'])}",
+        f"{sample['memory_percent']:.2f}%",
+        f"{_bytes(sample['net_rx'])} / {_bytes(sample['net_tx'])}",
+        f"{_bytes(sample['block_read'])} / {_bytes(sample['block_write'])}",
+        str(sample["pids"]),
+    ]
 
 
 ContainersArg = Annotated[list[str], typer.Argument(help="Containers.")]

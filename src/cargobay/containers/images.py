@@ -26,8 +26,8 @@ from cargobay.containers.engine import DockerEngine
 from cargobay.containers.progress import LayerProgress, PullProgress
 from cargobay.containers.reference import ImageReference, parse_reference
 from cargobay.containers.registry import RegistryClient
-from cargobay.containers.settings import ContainerSettings
-from cargobay.errors import ContainerError, EngineUnavailable, ImageNotFound
+from cargobay.containers.settings import ContainerSettings, config_path
+from cargobay.errors import ContainerError, EngineError, EngineUnavailable, ImageNotFound
 
 __all__ = ["ImageService", "ImageSummary", "PullResult", "UpdateCheck", "pull_name"]
 
@@ -88,6 +88,21 @@ def pull_name(ref: ImageReference) -> tuple[str, str | None]:
     return name, ref.digest or ref.tag or "latest"
 
 
+_UNREACHABLE = re.compile(
+    r"dial tcp|no such host|connection refused|i/o timeout|TLS handshake timeout|"
+    r"network is unreachable|Client.Timeout"
+)
+
+
+def _with_note(err: ContainerError, note: str) -> ContainerError:
+    """The same kind of error with ``note`` appended to its message."""
+    if isinstance(err, EngineError):
+        return type(err)(
+            f"{err}{note}", engine_status=err.engine_status, engine_message=err.engine_message
+        )
+    return type(err)(f"{err}{note}")
+
+
 def _digest_values(repo_digests: list[str]) -> list[str]:
     return sorted({item.rsplit("@", 1)[-1] for item in repo_digests if "@" in item})
 
@@ -137,10 +152,15 @@ class ImageService:
                 raise
             except ContainerError as err:
                 if candidate is ref:
-                    if failures:
-                        raise type(err)(
-                            f"{err} (mirrors failed too: {'; '.join(failures)})"
-                        ) from err
+                    note = f" (mirrors failed too: {'; '.join(failures)})" if failures else ""
+                    if _UNREACHABLE.search(str(err)) and not failures:
+                        note += (
+                            f"; registry {ref.domain} is unreachable: check the network, or "
+                            f"configure a mirror for it under [registry.mirrors] in "
+                            f"{config_path()}"
+                        )
+                    if note:
+                        raise _with_note(err, note) from err
                     raise
                 failures.append(f"{candidate.domain}: {err}")
                 continue

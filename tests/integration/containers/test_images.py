@@ -137,6 +137,15 @@ async def test_pull_errors(
         await service.pull(missing)
     with pytest.raises(ImageNotFound, match="not in registry"):
         await service.check_update(missing)
+    # nothing listens on port 1: unreachable, with what to do about it
+    with pytest.raises(EngineError, match=r"unreachable: check the network.*registry\.mirrors"):
+        await service.pull("127.0.0.1:1/cbt/x:1")
+    mirrored = ImageService(
+        engine,
+        ContainerSettings(registry=RegistrySettings(mirrors={"127.0.0.1:1": ["127.0.0.1:2"]})),
+    )
+    with pytest.raises(EngineError, match=r"mirrors failed too: 127\.0\.0\.1:2: pull"):
+        await mirrored.pull("127.0.0.1:1/cbt/x:1")
 
 
 async def test_list_and_prune(engine: DockerEngine, busybox_image: str, unique_name: str) -> None:

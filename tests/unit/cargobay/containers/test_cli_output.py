@@ -95,3 +95,30 @@ def test_ports_and_sizes() -> None:
     assert cli._bytes(512) == "512 B"
     assert cli._bytes(3 * 1024**3) == "3.0 GiB"
     assert cli._ago(0) == "-"
+
+
+def test_stats_row() -> None:
+    row = cli._stats_row(
+        {
+            "name": "web",
+            "cpu_percent": 12.345,
+            "memory_usage": 2 * 1024**2,
+            "memory_limit": 1024**3,
+            "memory_percent": 0.195,
+            "net_rx": 1100,
+            "net_tx": 400,
+            "block_read": 0,
+            "block_write": 8192,
+            "pids": 3,
+        }
+    )
+    assert row == [
+        "web",
+        "12.35%",
+        "2.0 MiB / 1.0 GiB",
+        "0.20%",
+        "1.1 KiB / 400 B",
+        "0 B / 8.0 KiB",
+        "3",
+    ]
+    assert len(row) == len(cli.STATS_HEADERS)
