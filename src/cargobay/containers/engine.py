@@ -801,6 +801,21 @@ class DockerEngine:
         result: JSON = await self._json("GET", "system/df", "disk usage", "engine")
         return result
 
+    async def request_json(
+        self,
+        method: str,
+        path: str,
+        *,
+        params: Mapping[str, Any] | None = None,
+        body: Any = None,
+        what: str | None = None,
+        kind: Kind = "engine",
+    ) -> Any:
+        """Any other endpoint (swarm, services, plugins, ...), with the same error mapping:
+        ``await engine.request_json("POST", "swarm/leave", params={"force": True})``."""
+        label = what or f"{method} /{path.lstrip('/')}"
+        return await self._json(method, path.lstrip("/"), label, kind, params=params, body=body)
+
 
 def _quote(value: str) -> str:
     from urllib.parse import quote

@@ -13,6 +13,7 @@ from cargobay.containers.engine import DockerEngine
 from cargobay.errors import (
     ContainerConflict,
     ContainerNotFound,
+    EngineError,
     EngineStreamError,
     EngineUnavailable,
     ImageNotFound,
@@ -223,3 +224,13 @@ async def test_events_filtered_by_label(
     finally:
         await events.aclose()  # type: ignore[attr-defined]
         await engine.remove_container(cid, force=True)
+
+
+async def test_request_json_for_unmapped_endpoints(engine: DockerEngine) -> None:
+    usage = await engine.request_json("GET", "/system/df")
+    assert "Images" in usage
+    assert isinstance(usage["LayersSize"], int)
+    with pytest.raises(ContainerNotFound, match="GET /containers/cbt-none/top"):
+        await engine.request_json("GET", "containers/cbt-none/top", kind="container")
+    with pytest.raises(EngineError, match="answered 404"):
+        await engine.request_json("GET", "no/such/endpoint")
