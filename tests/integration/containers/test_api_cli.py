@@ -296,3 +296,39 @@ def test_cli_containers(
     gone = cargobayd.cli("containers", "rm", cid)
     assert gone.returncode == 3
     assert gone.stderr.startswith("error: remove container")
+
+
+def test_cli_pull_through_a_configured_mirror(
+    cargobayd: CargoBayd,
+    docker_engine: str,
+    busybox_image: str,
+    local_registry: LocalRegistry,
+    unique_name: str,
+) -> None:
+    """containers.toml names the loopback registry as a Docker Hub mirror: a Hub name is
+    pulled from it (Docker Hub is never asked) and tagged under the Hub name."""
+    import asyncio
+
+    hub_name = f"cbt/{unique_name}:1"
+    on_mirror = f"{local_registry.host}/{hub_name}"
+
+    async def push() -> str:
+        async with await DockerEngine.connect(docker_engine) as own:
+            image_id = await own.build_image(_context(busybox_image, unique_name), tag=on_mirror)
+            await own.push_image(on_mirror.rpartition(":")[0], tag="1")
+            await own.remove_image(on_mirror)
+            return image_id
+
+    image_id = asyncio.run(push())
+    config = cargobayd.home / "config" / "containers.toml"
+    config.parent.mkdir(parents=True, exist_ok=True)
+    config.write_text(f'[registry.mirrors]\n"docker.io" = ["{local_registry.host}"]\n')
+    try:
+        pulled = cargobayd.cli("images", "pull", hub_name)
+        assert pulled.returncode == 0, pulled.stderr
+        assert pulled.stdout.strip() == image_id
+        assert f"pulled {hub_name} from mirror {on_mirror}" in pulled.stderr
+        removed = cargobayd.cli("images", "rm", hub_name)
+        assert removed.returncode == 0, removed.stderr
+    finally:
+        config.unlink()
