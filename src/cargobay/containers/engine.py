@@ -101,8 +101,8 @@ def map_docker_error(err: aiodocker.DockerError, what: str, kind: Kind) -> Conta
 
 class DockerEngine:
     """One connection pool to one Docker Engine.  Use ``await DockerEngine.connect(url)``
-    (``None``: aiodocker's discovery - DOCKER_HOST, the current context, the default
-    socket) and close it with ``await engine.close()`` or ``async with``."""
+    (``None``: found like the Docker CLI finds it, see ``detect.resolve_endpoint``) and
+    close it with ``await engine.close()`` or ``async with``."""
 
     def __init__(self, docker: aiodocker.Docker, url: str) -> None:
         self._docker = docker
@@ -110,13 +110,17 @@ class DockerEngine:
 
     @classmethod
     async def connect(cls, url: str | None = None, *, timeout: float = CONNECT_TIMEOUT) -> Self:
+        if url is None:
+            from cargobay.containers.detect import resolve_endpoint
+
+            url = resolve_endpoint().url  # DOCKER_HOST, the current context, the sockets
         try:
             docker = aiodocker.Docker(url=url)
         except (ValueError, OSError, aiodocker.DockerError) as err:
             raise EngineUnavailable(
-                f"cannot set up a Docker Engine client for {url or 'the default engine'}: {err}"
+                f"cannot set up a Docker Engine client for {url}: {err}"
             ) from err
-        engine = cls(docker, url or docker._connection_info)
+        engine = cls(docker, url)
         try:
             async with asyncio.timeout(timeout):
                 await engine.ping()
