@@ -21,6 +21,7 @@ services:
   web:
     image: BUSYBOX
     command: ["sleep", "300"]
+    stop_signal: SIGKILL
     restart: always
     environment: [ROLE=web]
     deploy:
@@ -31,6 +32,7 @@ services:
   worker:
     image: BUSYBOX
     command: ["sleep", "300"]
+    stop_signal: SIGKILL
     container_name: not-for-swarm
     depends_on:
       web: {condition: service_started}
