@@ -287,18 +287,40 @@ class DockerEngine:
         await self._docker._check_version()
         return str(self._docker.api_version).lstrip("v")
 
-    async def events(
-        self, *, since: str | None = None, until: str | None = None, labels: Any = None
-    ) -> AsyncIterator[JSON]:
+    @asynccontextmanager
+    async def events_stream(
+        self,
+        *,
+        since: str | None = None,
+        until: str | None = None,
+        labels: Mapping[str, str | None] | Iterable[str] | None = None,
+    ) -> AsyncIterator[AsyncIterator[JSON]]:
+        """``GET /events``; entered once the Engine has answered, so events that happen
+        after entering are seen."""
         params: dict[str, Any] = _filters(label=label_filters(labels))
         if since:
             params["since"] = since
         if until:
             params["until"] = until
         async with self._response("GET", "events", "events", "engine", params=params) as resp:
-            async for line in self._lines(resp, "events"):
-                if line.strip():
-                    yield json.loads(line)
+            yield self._json_lines(resp, "events")
+
+    async def _json_lines(self, response: aiohttp.ClientResponse, what: str) -> AsyncIterator[JSON]:
+        async for line in self._lines(response, what):
+            if line.strip():
+                yield json.loads(line)
+
+    async def events(
+        self,
+        *,
+        since: str | None = None,
+        until: str | None = None,
+        labels: Mapping[str, str | None] | Iterable[str] | None = None,
+    ) -> AsyncIterator[JSON]:
+        """The events as an iterator (subscribes on the first ``anext``)."""
+        async with self.events_stream(since=since, until=until, labels=labels) as stream:
+            async for event in stream:
+                yield event
 
     # --- containers --------------------------------------------------------------------
 

@@ -263,3 +263,26 @@ async def volumes_list(label: LabelQuery = None) -> list[VolumeSummary]:
     engine, _ = await _connect()
     async with engine:
         return await list_volumes(engine, labels=_labels(label))
+
+
+@router.get("/events", response_class=StreamingResponse, responses=_NDJSON_DOC)
+async def events(
+    label: LabelQuery = None, since: str | None = None, until: str | None = None
+) -> StreamingResponse:
+    """The Engine's events (container start/die/health_status, image pull, ...) as they
+    happen: ``event`` lines carrying the Engine's own JSON.  ``since``/``until`` accept
+    Unix times, RFC 3339 times or durations (``10m``)."""
+    from cargobay.containers.logs import parse_time
+
+    since_t = str(parse_time(since)) if since else None
+    until_t = str(parse_time(until)) if until else None
+
+    async def run(engine: DockerEngine, _: ContainerSettings) -> AsyncIterator[dict[str, Any]]:
+        async with engine.events_stream(
+            labels=_labels(label), since=since_t, until=until_t
+        ) as stream:
+            yield {"type": "subscribed"}  # the Engine has answered: later events are seen
+            async for event in stream:
+                yield {"type": "event", "event": event}
+
+    return await _stream(_on_engine(run))

@@ -111,6 +111,15 @@ class _Calls:
         )
 
     @staticmethod
+    def events(labels: Sequence[str], since: str | None, until: str | None) -> _Call:
+        params: dict[str, Any] = {"label": list(labels)}
+        if since:
+            params["since"] = since
+        if until:
+            params["until"] = until
+        return _Call("GET", f"{PREFIX}/events", params=params, timeout=None)
+
+    @staticmethod
     def networks(labels: Sequence[str]) -> _Call:
         return _Call("GET", f"{PREFIX}/networks", params={"label": list(labels)})
 
@@ -224,6 +233,12 @@ class EngineClient:
     ) -> Iterator[dict[str, Any]]:
         return self._client._events(_Calls.stats(container, stream, samples))
 
+    def events(
+        self, *, labels: Sequence[str] = (), since: str | None = None, until: str | None = None
+    ) -> Iterator[dict[str, Any]]:
+        """``{"type": "subscribed"}`` once listening, then ``{"type": "event", ...}``."""
+        return self._client._events(_Calls.events(labels, since, until))
+
     def networks(self, *, labels: Sequence[str] = ()) -> list[dict[str, Any]]:
         result: list[dict[str, Any]] = self._client._request(_Calls.networks(labels))
         return result
@@ -317,6 +332,12 @@ class AsyncEngineClient:
         self, container: str, *, stream: bool = True, samples: int | None = None
     ) -> AsyncIterator[dict[str, Any]]:
         return self._client._events(_Calls.stats(container, stream, samples))
+
+    def events(
+        self, *, labels: Sequence[str] = (), since: str | None = None, until: str | None = None
+    ) -> AsyncIterator[dict[str, Any]]:
+        """``{"type": "subscribed"}`` once listening, then ``{"type": "event", ...}``."""
+        return self._client._events(_Calls.events(labels, since, until))
 
     async def networks(self, *, labels: Sequence[str] = ()) -> list[dict[str, Any]]:
         result: list[dict[str, Any]] = await self._client._request(_Calls.networks(labels))

@@ -106,6 +106,8 @@ async def test_pull_logs_stats_through_the_async_sdk(
     local_registry: LocalRegistry,
     unique_name: str,
 ) -> None:
+    import asyncio
+
     from cargobay.sdk import AsyncCargoBayClient
 
     ref = f"{local_registry.host}/cbt/{unique_name}:1"
@@ -144,8 +146,14 @@ async def test_pull_logs_stats_through_the_async_sdk(
             samples = [s async for s in api.stats(unique_name, samples=1)]
             assert samples[0]["name"] == unique_name
             assert samples[0]["memory_usage"] > 0
+            watch = api.events(labels=[f"org.cargobay.test={unique_name}"])
+            assert (await anext(watch))["type"] == "subscribed"
             await api.stop(unique_name, timeout=0)
             assert (await engine.inspect_container(cid))["State"]["Running"] is False
+            async with asyncio.timeout(10):
+                actions = [(await anext(watch))["event"]["Action"] for _ in range(2)]
+            await watch.aclose()  # type: ignore[attr-defined]
+            assert "kill" in actions or "die" in actions
         finally:
             await api.remove(unique_name, force=True)
             await api.remove_image(ref)

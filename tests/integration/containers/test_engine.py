@@ -208,22 +208,19 @@ async def test_events_filtered_by_label(
     engine: DockerEngine, busybox_image: str, unique_name: str
 ) -> None:
     labels = {"org.cargobay.test": unique_name}
-    events = engine.events(labels=labels)
-    first = asyncio.ensure_future(anext(events))
-    await asyncio.sleep(0.2)  # subscribed before the container exists
-    cid = await engine.create_container(
-        unique_name, {"Image": busybox_image, "Cmd": ["true"], "Labels": labels}
-    )
-    try:
-        async with asyncio.timeout(10):
-            event = await first
-        assert event["Type"] == "container"
-        assert event["Action"] == "create"
-        assert event["Actor"]["ID"] == cid
-        assert event["Actor"]["Attributes"]["org.cargobay.test"] == unique_name
-    finally:
-        await events.aclose()  # type: ignore[attr-defined]
-        await engine.remove_container(cid, force=True)
+    cid = None
+    async with asyncio.timeout(10), engine.events_stream(labels=labels) as events:
+        cid = await engine.create_container(  # after subscribing: it must be seen
+            unique_name, {"Image": busybox_image, "Cmd": ["true"], "Labels": labels}
+        )
+        try:
+            event = await anext(events)
+        finally:
+            await engine.remove_container(cid, force=True)
+    assert event["Type"] == "container"
+    assert event["Action"] == "create"
+    assert event["Actor"]["ID"] == cid
+    assert event["Actor"]["Attributes"]["org.cargobay.test"] == unique_name
 
 
 async def test_request_json_for_unmapped_endpoints(engine: DockerEngine) -> None:
