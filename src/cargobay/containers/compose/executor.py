@@ -56,21 +56,29 @@ def _event(kind: str, name: str, status: str, service: str | None = None, **more
 
 
 @dataclass
+class Rollback:
+    """What undoing a failed ``up`` could not do, and the first reason why."""
+
+    left: list[str] = field(default_factory=list)
+    reason: str = ""
+
+
+@dataclass
 class Journal:
     """What an ``up`` changed, so a failure can undo it."""
 
     networks: list[str] = field(default_factory=list)
     volumes: list[str] = field(default_factory=list)
-    containers: list[str] = field(default_factory=list)
-    """Ids of containers this ``up`` created."""
+    containers: list[tuple[str, str]] = field(default_factory=list)
+    """(id, name) of containers this ``up`` created."""
     renamed: list[tuple[str, str, bool]] = field(default_factory=list)
     """(id, original name, was running) of containers moved aside for a recreate."""
-    started: list[str] = field(default_factory=list)
-    """Ids of existing containers this ``up`` started."""
+    started: list[tuple[str, str]] = field(default_factory=list)
+    """(id, name) of existing containers this ``up`` started."""
 
-    async def undo(self, engine: DockerEngine, emit: EventSink) -> list[str]:
+    async def undo(self, engine: DockerEngine, emit: EventSink) -> Rollback:
         """Undo in reverse order; what could not be undone is returned (and logged)."""
-        left: list[str] = []
+        result = Rollback()
 
         async def attempt(what: str, step: Any) -> None:
             try:
@@ -79,26 +87,29 @@ class Journal:
                 pass
             except CargoBayError as err:
                 log.warning("rollback: %s failed: %s", what, err)
-                left.append(f"{what} ({err})")
+                result.left.append(what)
+                result.reason = result.reason or str(err)
 
         await asyncio.gather(
             *(
-                attempt(f"remove container {cid[:12]}", engine.remove_container(cid, force=True))
-                for cid in reversed(self.containers)
+                attempt(f"container {name} (new)", engine.remove_container(cid, force=True))
+                for cid, name in reversed(self.containers)
             )
         )
         for cid, name, was_running in reversed(self.renamed):
-            await attempt(f"rename {cid[:12]} back to {name}", engine.rename_container(cid, name))
+            await attempt(
+                f"container {name} (renamed {cid[:12]}_{name})", engine.rename_container(cid, name)
+            )
             if was_running:
-                await attempt(f"restart {name}", engine.start_container(cid))
-        for cid in self.started:
-            await attempt(f"stop {cid[:12]}", engine.stop_container(cid))
+                await attempt(f"container {name} (stopped)", engine.start_container(cid))
+        for cid, name in self.started:
+            await attempt(f"container {name} (started)", engine.stop_container(cid))
         for volume in reversed(self.volumes):
-            await attempt(f"remove volume {volume}", engine.remove_volume(volume))
+            await attempt(f"volume {volume}", engine.remove_volume(volume))
         for network in reversed(self.networks):
-            await attempt(f"remove network {network}", engine.remove_network(network))
-        emit({"type": "rollback", "left": left})
-        return left
+            await attempt(f"network {network}", engine.remove_network(network))
+        emit({"type": "rollback", "left": result.left})
+        return result
 
 
 async def wait_healthy(engine: DockerEngine, container_id: str, name: str, timeout: float) -> None:
@@ -154,9 +165,9 @@ class UpExecutor:
         try:
             await self._run(plan)
         except BaseException as err:
-            left = await asyncio.shield(self.journal.undo(self.engine, self.emit))
+            rollback = await asyncio.shield(self.journal.undo(self.engine, self.emit))
             if isinstance(err, Exception):
-                raise _with_rollback(err, left) from err
+                raise _with_rollback(err, rollback) from err
             raise
         # success: the containers moved aside by recreates can go
         for cid, _name, _running in self.journal.renamed:
@@ -263,7 +274,7 @@ class UpExecutor:
         spec = self._spec(service, number)
         self.emit(_event("container", spec.name, "Creating", service))
         cid = await self.engine.create_container(spec.name, spec.body)
-        self.journal.containers.append(cid)
+        self.journal.containers.append((cid, spec.name))
         for network, endpoint in spec.extra_networks.items():
             await self.engine.connect_network(
                 network,
@@ -292,7 +303,7 @@ class UpExecutor:
     async def _start_existing(self, service: str, container: ObservedContainer) -> None:
         self.emit(_event("container", container.name, "Starting", service))
         await self.engine.start_container(container.id)
-        self.journal.started.append(container.id)
+        self.journal.started.append((container.id, container.name))
         self._containers.setdefault(service, []).append((container.id, container.name))
         self.emit(_event("container", container.name, "Started", service))
 
@@ -314,10 +325,13 @@ def _first_error(group: BaseExceptionGroup[BaseException]) -> BaseException:
     return group.exceptions[0]
 
 
-def _with_rollback(err: Exception, left: list[str]) -> ComposeError:
+def _with_rollback(err: Exception, rollback: Rollback) -> ComposeError:
     message = str(err)
-    if left:
-        message += "; rolling back left: " + "; ".join(left)
+    if rollback.left:
+        message += (
+            f"; could not undo this `up` for {', '.join(rollback.left)} ({rollback.reason}); "
+            "run `down` (or `up`) once the engine answers again"
+        )
     else:
         message += "; everything this `up` created was removed again"
     return ComposeError(message)
