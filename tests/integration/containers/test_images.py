@@ -10,6 +10,7 @@ import json
 import tarfile
 from pathlib import Path
 
+import httpx
 import pytest
 
 from cargobay.containers.auth import DockerCredentials, RegistryAuth
@@ -217,3 +218,27 @@ async def test_private_registry_with_docker_credentials(
     assert check.update_available is False
     assert check.remote_digest == result.digest
     await service.remove(ref)
+
+
+async def test_an_error_inside_the_pull_stream(
+    engine: DockerEngine, busybox_image: str, local_registry: LocalRegistry, unique_name: str
+) -> None:
+    """The registry has the manifest but lost a layer: the Engine answers 200 and reports
+    the failure inside the progress stream; that is an error, not a finished pull."""
+    ref = f"{local_registry.host}/cbt/{unique_name}:1"
+    await engine.build_image(_context(busybox_image, f"lost-{unique_name}"), tag=ref)
+    await engine.push_image(ref.rpartition(":")[0], tag="1")
+    await engine.remove_image(ref)
+    async with httpx.AsyncClient() as http:
+        reply = await http.get(
+            f"{local_registry.url}/v2/cbt/{unique_name}/manifests/1",
+            headers={"Accept": "application/vnd.docker.distribution.manifest.v2+json"},
+        )
+    manifest = reply.json()
+    top = manifest["layers"][-1]["digest"].removeprefix("sha256:")  # the COPY of the marker
+    blobs = local_registry.root / "data" / "docker" / "registry" / "v2" / "blobs" / "sha256"
+    (blobs / top[:2] / top / "data").unlink()
+    with pytest.raises(EngineStreamError, match=f"pull {local_registry.host}/cbt/{unique_name}"):
+        await ImageService(engine).pull(ref)
+    with pytest.raises(ImageNotFound):
+        await engine.inspect_image(ref)
