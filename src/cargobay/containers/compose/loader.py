@@ -174,7 +174,13 @@ def _validation_error(
         msg = msg[len("Value error, ") :]
     kind = first["type"]
     if kind == "extra_forbidden":
-        msg = "unknown key"
+        last = str(loc[-1]) if loc else ""
+        msg = (
+            f"'{last}' is part of the Compose Specification but not supported by cargobay "
+            "compose yet"
+            if last in _NOT_YET
+            else "unknown key"
+        )
     elif kind == "missing":
         msg = "missing required key"
     more = len(err.errors()) - 1
@@ -190,6 +196,8 @@ def _validation_error(
     return _error(file, msg, service, _loc(key_parts) or None)
 
 
+_NOT_YET = {"secrets", "configs", "extends", "include", "volumes_from", "external_links",
+            "develop", "models"}  # fmt: skip
 _TYPE_TAGS = {"str", "int", "float", "bool", "list[str]", "dict[str,str]", "none"}
 
 

@@ -128,6 +128,8 @@ class ComposeService:
             image = image_name(project, service)
             if service.build is not None and (build or service.pull_policy == "build"):
                 return name, await self._build(engine, project, name, emit)
+            if service.pull_policy == "always" and service.build is None:
+                return name, await self._pull(engine, name, image, emit)
             try:
                 return name, str((await engine.inspect_image(image))["Id"])
             except ImageNotFound:
@@ -138,22 +140,26 @@ class ComposeService:
                 raise ComposeError(
                     f"service {name!r}: image {image} is not present and pull_policy is never"
                 )
-            emit({"type": "progress", "resource": "image", "name": image, "status": "Pulling",
-                  "service": name})  # fmt: skip
-            try:
-                await engine.pull_image(image)
-                image_id = str((await engine.inspect_image(image))["Id"])
-            except ContainerError as err:
-                raise ComposeError(
-                    f"service {name!r}: image {image} is not present locally and pulling it "
-                    f"failed ({err}); build it, load it or fix the name"
-                ) from err
-            emit({"type": "progress", "resource": "image", "name": image, "status": "Pulled",
-                  "service": name})  # fmt: skip
-            return name, image_id
+            return name, await self._pull(engine, name, image, emit)
 
         results = await asyncio.gather(*(one(name) for name in selected))
         return dict(results)
+
+    @staticmethod
+    async def _pull(engine: DockerEngine, name: str, image: str, emit: EventSink) -> str:
+        emit({"type": "progress", "resource": "image", "name": image, "status": "Pulling",
+              "service": name})  # fmt: skip
+        try:
+            await engine.pull_image(image)
+            image_id = str((await engine.inspect_image(image))["Id"])
+        except ContainerError as err:
+            raise ComposeError(
+                f"service {name!r}: image {image} is not present locally and pulling it "
+                f"failed ({err}); build it, load it or fix the name"
+            ) from err
+        emit({"type": "progress", "resource": "image", "name": image, "status": "Pulled",
+              "service": name})  # fmt: skip
+        return image_id
 
     async def _build(
         self, engine: DockerEngine, project: ComposeProject, name: str, emit: EventSink

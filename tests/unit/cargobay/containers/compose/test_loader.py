@@ -322,3 +322,9 @@ def test_bare_project_is_known_by_name_only(tmp_path: Path) -> None:
     assert loaded.project.services == {}
     with pytest.raises(ComposeFileError, match="empty"):
         bare_project("!!!")
+
+
+def test_spec_keys_not_supported_yet_say_so(tmp_path: Path) -> None:
+    err = error_of(tmp_path, "services:\n  web:\n    image: x\n    secrets: [s]\n")
+    assert err.key == "secrets"
+    assert "not supported by cargobay compose yet" in str(err)
