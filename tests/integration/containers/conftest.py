@@ -251,13 +251,16 @@ def _bcrypt(password: str) -> str:
 
 
 @contextlib.contextmanager
-def run_registry(credentials: tuple[str, str] | None = None) -> Iterator[LocalRegistry]:
+def run_registry(
+    credentials: tuple[str, str] | None = None, auth_config: str = ""
+) -> Iterator[LocalRegistry]:
     """Debian's docker-registry on 127.0.0.1:<free port>, storage in a temp dir; with
-    ``credentials``, behind htpasswd (HTTP Basic) authentication."""
+    ``credentials``, behind htpasswd (HTTP Basic) authentication; ``auth_config`` is an
+    ``auth:`` section of the registry's YAML configuration (token auth, ...)."""
     binary = require_binary("docker-registry", "Debian: apt-get install docker-registry")
     root = Path(tempfile.mkdtemp(prefix="cb-registry-"))
     port = _free_port()
-    auth = ""
+    auth = auth_config
     if credentials is not None:
         (root / "htpasswd").write_text(f"{credentials[0]}:{_bcrypt(credentials[1])}\n")
         auth = f"auth:\n  htpasswd:\n    realm: cargobay-test\n    path: {root / 'htpasswd'}\n"
