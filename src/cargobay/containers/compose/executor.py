@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import logging
 import time
 from collections.abc import Callable, Coroutine, Mapping
@@ -209,6 +210,17 @@ class UpExecutor:
         name = plan.service
         service = self.project.services[name]
         try:
+            # Creating needs nothing from the dependencies (unless the container joins
+            # one's namespace or links to it), so new containers are created while the
+            # dependencies start; only their start waits for the conditions.
+            early: list[tuple[str, str]] = []
+            if (
+                plan.create
+                and not service.links
+                and not (service.network_mode or "").startswith(("service:", "container:"))
+            ):
+                early = list(await asyncio.gather(*(self._make(name, n) for n in plan.create)))
+                plan = dataclasses.replace(plan, create=[])
             for dep, condition in service.depends_on.items():
                 if dep not in self._started:
                     continue
@@ -217,6 +229,7 @@ class UpExecutor:
                     await self._wait_all(dep, "Waiting", self._healthy)
                 elif condition.condition == "service_completed_successfully":
                     await self._wait_all(dep, "Waiting", self._completed)
+            await asyncio.gather(*(self._start_new(name, cid, cname) for cid, cname in early))
             await self._apply(plan)
         except ComposeError as err:
             if f"service {name!r}" in str(err):
@@ -271,6 +284,12 @@ class UpExecutor:
         )
 
     async def _create(self, service: str, number: int) -> str:
+        cid, name = await self._make(service, number)
+        await self._start_new(service, cid, name)
+        return cid
+
+    async def _make(self, service: str, number: int) -> tuple[str, str]:
+        """Create (not start) a container, joined to all its networks."""
         spec = self._spec(service, number)
         self.emit(_event("container", spec.name, "Creating", service))
         cid = await self.engine.create_container(spec.name, spec.body)
@@ -282,11 +301,14 @@ class UpExecutor:
                 aliases=endpoint["aliases"],
                 ipv4_address=endpoint.get("ipv4_address"),
             )
-        self.emit(_event("container", spec.name, "Starting", service))
+        self.emit(_event("container", spec.name, "Created", service))
+        return cid, spec.name
+
+    async def _start_new(self, service: str, cid: str, name: str) -> None:
+        self.emit(_event("container", name, "Starting", service))
         await self.engine.start_container(cid)
-        self._containers.setdefault(service, []).append((cid, spec.name))
-        self.emit(_event("container", spec.name, "Started", service))
-        return cid
+        self._containers.setdefault(service, []).append((cid, name))
+        self.emit(_event("container", name, "Started", service))
 
     async def _recreate(self, service: str, old: ObservedContainer) -> None:
         self.emit(_event("container", old.name, "Recreating", service))

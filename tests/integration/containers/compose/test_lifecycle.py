@@ -68,8 +68,8 @@ async def test_lifecycle(stack: StackFactory) -> None:
     assert state[f"{p}_db_1"][1] == state[f"{p}_web_1"][1] == "running"
     # the dependents started only after the db was healthy and init had exited 0
     statuses = [(e.get("name"), e.get("status")) for e in s.events]
-    assert statuses.index((f"{p}_db_1", "Healthy")) < statuses.index((f"{p}_web_1", "Creating"))
-    assert statuses.index((f"{p}_init_1", "Exited")) < statuses.index((f"{p}_web_1", "Creating"))
+    assert statuses.index((f"{p}_db_1", "Healthy")) < statuses.index((f"{p}_web_1", "Starting"))
+    assert statuses.index((f"{p}_init_1", "Exited")) < statuses.index((f"{p}_web_1", "Starting"))
 
     async with await DockerEngine.connect(s.docker_url) as engine:
         web = await engine.inspect_container(f"{p}_web_1")
