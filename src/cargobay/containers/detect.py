@@ -45,7 +45,9 @@ __all__ = [
     "resolve_endpoint",
 ]
 
-Source = Literal["DOCKER_HOST", "context", "socket", "rootless", "npipe", "wsl2", "argument"]
+Source = Literal[
+    "DOCKER_HOST", "context", "socket", "rootless", "npipe", "wsl2", "argument", "config"
+]
 WINDOWS_PIPE = "npipe:////./pipe/docker_engine"
 WSL2_TCP = "tcp://127.0.0.1:2375"
 LOW_DISK = 2 * 1024**3
@@ -325,11 +327,12 @@ def unavailable(endpoint: EngineEndpoint, err: BaseException) -> EngineUnavailab
     return EngineUnavailable(what)
 
 
-async def detect(url: str | None = None) -> EngineReport:
-    """Find, ping and describe the engine; :class:`EngineUnavailable` says how to fix it."""
+async def detect(url: str | None = None, *, endpoint: EngineEndpoint | None = None) -> EngineReport:
+    """Find, ping and describe the engine (at ``url`` or ``endpoint`` if given);
+    :class:`EngineUnavailable` says how to fix it."""
     from cargobay.containers.engine import DockerEngine
 
-    endpoint = resolve_endpoint(url)
+    endpoint = endpoint or resolve_endpoint(url)
     try:
         engine = await DockerEngine.connect(endpoint.url)
     except EngineUnavailable as err:

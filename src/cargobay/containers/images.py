@@ -29,7 +29,14 @@ from cargobay.containers.registry import RegistryClient
 from cargobay.containers.settings import ContainerSettings, config_path
 from cargobay.errors import ContainerError, EngineError, EngineUnavailable, ImageNotFound
 
-__all__ = ["ImageService", "ImageSummary", "PullResult", "UpdateCheck", "pull_name"]
+__all__ = [
+    "ImageService",
+    "ImageSummary",
+    "PullResult",
+    "UpdateCheck",
+    "check_image_name",
+    "pull_name",
+]
 
 _IMAGE_ID = re.compile(r"(?:sha256:)?[0-9a-f]{12,64}")
 PullCallback = Callable[[PullProgress, LayerProgress | None], None]
@@ -101,6 +108,13 @@ def _with_note(err: ContainerError, note: str) -> ContainerError:
             f"{err}{note}", engine_status=err.engine_status, engine_message=err.engine_message
         )
     return type(err)(f"{err}{note}")
+
+
+def check_image_name(reference: str) -> None:
+    """An image id (``sha256:...`` or a hex prefix) or a valid reference, else
+    :class:`InvalidReference` saying what is wrong."""
+    if not _IMAGE_ID.fullmatch(reference):
+        parse_reference(reference)
 
 
 def _digest_values(repo_digests: list[str]) -> list[str]:
@@ -230,8 +244,7 @@ class ImageService:
     async def remove(
         self, reference: str, *, force: bool = False, noprune: bool = False
     ) -> list[dict[str, str]]:
-        if not _IMAGE_ID.fullmatch(reference):
-            parse_reference(reference)  # a bad reference fails here, with what is wrong
+        check_image_name(reference)
         return [
             {str(k): str(v) for k, v in item.items()}
             for item in await self.engine.remove_image(reference, force=force, noprune=noprune)

@@ -12,6 +12,7 @@ error, one midway (the engine went away) ends the stream with an ``error`` event
 
 from __future__ import annotations
 
+import re
 from collections.abc import AsyncIterator, Callable
 from typing import Annotated, Any
 
@@ -19,10 +20,17 @@ from fastapi import APIRouter, Query, Response
 from fastapi.responses import StreamingResponse
 from pydantic import BaseModel, ConfigDict, Field
 
-from cargobay.containers.detect import EngineReport, detect, resolve_endpoint, unavailable
+from cargobay.containers.detect import (
+    EngineEndpoint,
+    EngineReport,
+    detect,
+    resolve_endpoint,
+    unavailable,
+)
 from cargobay.containers.engine import DockerEngine
-from cargobay.containers.images import ImageService, ImageSummary, UpdateCheck
+from cargobay.containers.images import ImageService, ImageSummary, UpdateCheck, check_image_name
 from cargobay.containers.logs import follow_logs
+from cargobay.containers.reference import parse_reference
 from cargobay.containers.resources import (
     ContainerSummary,
     NetworkSummary,
@@ -78,9 +86,15 @@ def _labels(values: list[str] | None) -> dict[str, str | None]:
     return out
 
 
+def _endpoint(settings: ContainerSettings) -> EngineEndpoint:
+    if settings.docker_host:
+        return EngineEndpoint(settings.docker_host, "config")
+    return resolve_endpoint()
+
+
 async def _connect() -> tuple[DockerEngine, ContainerSettings]:
     settings = load_settings()
-    endpoint = resolve_endpoint(settings.docker_host)
+    endpoint = _endpoint(settings)
     try:
         return await DockerEngine.connect(endpoint.url), settings
     except EngineUnavailable as err:
@@ -107,19 +121,21 @@ async def _stream(events: AsyncIterator[dict[str, Any]]) -> StreamingResponse:
 @router.get("", response_model=EngineReport)
 async def engine_info() -> EngineReport:
     """Find and describe the Docker Engine (or say how to get one)."""
-    return await detect(load_settings().docker_host)
+    return await detect(endpoint=_endpoint(load_settings()))
 
 
 @router.get("/images", response_model=list[ImageSummary])
 async def images_list(all: bool = False, label: LabelQuery = None) -> list[ImageSummary]:
+    labels = _labels(label)
     engine, settings = await _connect()
     async with engine:
-        return await ImageService(engine, settings).list_images(all=all, labels=_labels(label))
+        return await ImageService(engine, settings).list_images(all=all, labels=labels)
 
 
 @router.post("/images/pull", response_class=StreamingResponse, responses=_NDJSON_DOC)
 async def images_pull(body: PullRequest) -> StreamingResponse:
     """Pull through the configured mirrors: ``layer`` and ``status`` events, then ``done``."""
+    parse_reference(body.reference)  # a bad reference is a 400 before anything else
 
     def run(engine: DockerEngine, settings: ContainerSettings) -> AsyncIterator[dict[str, Any]]:
         return ImageService(engine, settings).pull_events(body.reference)
@@ -129,6 +145,7 @@ async def images_pull(body: PullRequest) -> StreamingResponse:
 
 @router.post("/images/check-update", response_model=UpdateCheck)
 async def images_check_update(body: CheckUpdateRequest) -> UpdateCheck:
+    parse_reference(body.reference)
     engine, settings = await _connect()
     async with engine:
         return await ImageService(engine, settings).check_update(body.reference)
@@ -137,13 +154,15 @@ async def images_check_update(body: CheckUpdateRequest) -> UpdateCheck:
 @router.post("/images/prune")
 async def images_prune(body: PruneRequest | None = None) -> dict[str, Any]:
     body = body or PruneRequest()
+    labels = _labels(body.label)
     engine, settings = await _connect()
     async with engine:
-        return await ImageService(engine, settings).prune(all=body.all, labels=_labels(body.label))
+        return await ImageService(engine, settings).prune(all=body.all, labels=labels)
 
 
 @router.delete("/images/{reference:path}")
 async def images_remove(reference: str, force: bool = False) -> list[dict[str, str]]:
+    check_image_name(reference)
     engine, settings = await _connect()
     async with engine:
         return await ImageService(engine, settings).remove(reference, force=force)
@@ -215,6 +234,18 @@ async def logs(
     ignore_case: bool = False,
 ) -> StreamingResponse:
     """Log lines of containers, or of a compose service/project: ``line`` events."""
+    from cargobay.containers.logs import parse_time
+
+    # bad input is refused before anything talks to the engine
+    since_t = parse_time(since) if since else None
+    until_t = parse_time(until) if until else None
+    if not container and not service and not project:
+        raise InvalidInput("name a container, or a service (and project) to read logs of")
+    if search and regex:
+        try:
+            re.compile(search)
+        except re.error as err:
+            raise InvalidInput(f"bad search pattern {search!r}: {err}") from err
 
     async def run(engine: DockerEngine, _: ContainerSettings) -> AsyncIterator[dict[str, Any]]:
         async for line in follow_logs(
@@ -223,8 +254,8 @@ async def logs(
             service=service,
             project=project,
             follow=follow,
-            since=since,
-            until=until,
+            since=since_t,
+            until=until_t,
             tail=tail,
             timestamps=timestamps,
             search=search,
@@ -253,16 +284,18 @@ async def container_stats(
 
 @router.get("/networks", response_model=list[NetworkSummary])
 async def networks_list(label: LabelQuery = None) -> list[NetworkSummary]:
+    labels = _labels(label)
     engine, _ = await _connect()
     async with engine:
-        return await list_networks(engine, labels=_labels(label))
+        return await list_networks(engine, labels=labels)
 
 
 @router.get("/volumes", response_model=list[VolumeSummary])
 async def volumes_list(label: LabelQuery = None) -> list[VolumeSummary]:
+    labels = _labels(label)
     engine, _ = await _connect()
     async with engine:
-        return await list_volumes(engine, labels=_labels(label))
+        return await list_volumes(engine, labels=labels)
 
 
 @router.get("/events", response_class=StreamingResponse, responses=_NDJSON_DOC)
@@ -276,11 +309,10 @@ async def events(
 
     since_t = str(parse_time(since)) if since else None
     until_t = str(parse_time(until)) if until else None
+    labels = _labels(label)
 
     async def run(engine: DockerEngine, _: ContainerSettings) -> AsyncIterator[dict[str, Any]]:
-        async with engine.events_stream(
-            labels=_labels(label), since=since_t, until=until_t
-        ) as stream:
+        async with engine.events_stream(labels=labels, since=since_t, until=until_t) as stream:
             yield {"type": "subscribed"}  # the Engine has answered: later events are seen
             async for event in stream:
                 yield {"type": "event", "event": event}
