@@ -218,13 +218,19 @@ class DockerEngine:
             return raw.decode(errors="replace")
 
     async def _lines(self, response: aiohttp.ClientResponse, what: str) -> AsyncIterator[bytes]:
-        """Lines of a streamed body; a connection lost before the end is an error."""
+        """Lines of a streamed body (any length: aiohttp's readline refuses lines over
+        128 KiB, which a build step can print); a connection lost before the end is an
+        error."""
+        buffer = b""
         try:
-            while True:
-                line = await response.content.readline()
-                if not line:
-                    return
-                yield line
+            async for chunk in response.content.iter_any():
+                buffer += chunk
+                if b"\n" in buffer:
+                    *lines, buffer = buffer.split(b"\n")
+                    for line in lines:
+                        yield line + b"\n"
+            if buffer:
+                yield buffer
         except (aiohttp.ClientError, ConnectionError) as err:
             raise EngineUnavailable(
                 f"{what}: the Docker Engine went away in the middle of the stream ({err!r})"

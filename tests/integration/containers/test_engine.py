@@ -231,3 +231,22 @@ async def test_request_json_for_unmapped_endpoints(engine: DockerEngine) -> None
         await engine.request_json("GET", "containers/cbt-none/top", kind="container")
     with pytest.raises(EngineError, match="answered 404"):
         await engine.request_json("GET", "no/such/endpoint")
+
+
+async def test_build_output_of_a_long_line_arrives_whole(
+    engine: DockerEngine, busybox_image: str, tmp_path: Path
+) -> None:
+    """One build step prints 300 KB without a newline (the Engine sends it in 32 KiB
+    messages): every byte arrives through the progress stream."""
+    (tmp_path / "Dockerfile").write_text(
+        f"FROM {busybox_image}\nRUN head -c 300000 /dev/zero | tr '\\\\0' a\n"
+    )
+    lines: list[dict[str, object]] = []
+    image_id = await engine.build_image(
+        tmp_path, tag="cargobay-test/long-line:1", on_progress=lines.append, nocache=True
+    )
+    try:
+        printed = "".join(str(line.get("stream", "")) for line in lines)
+        assert printed.count("a" * 1000) >= 300
+    finally:
+        await engine.remove_image(image_id, force=True)
