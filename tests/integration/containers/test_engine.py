@@ -239,7 +239,7 @@ async def test_build_output_of_a_long_line_arrives_whole(
     """One build step prints 300 KB without a newline (the Engine sends it in 32 KiB
     messages): every byte arrives through the progress stream."""
     (tmp_path / "Dockerfile").write_text(
-        f"FROM {busybox_image}\nRUN head -c 300000 /dev/zero | tr '\\\\0' a\n"
+        f"FROM {busybox_image}\nRUN head -c 300000 /dev/zero | tr '\\0' a\n"
     )
     lines: list[dict[str, object]] = []
     image_id = await engine.build_image(
