@@ -226,9 +226,9 @@ class UpExecutor:
                     continue
                 await self._started[dep].wait()
                 if condition.condition == "service_healthy":
-                    await self._wait_all(dep, "Waiting", self._healthy)
+                    await self._wait_all(dep, self._healthy)
                 elif condition.condition == "service_completed_successfully":
-                    await self._wait_all(dep, "Waiting", self._completed)
+                    await self._wait_all(dep, self._completed)
             await asyncio.gather(*(self._start_new(name, cid, cname) for cid, cname in early))
             await self._apply(plan)
         except ComposeError as err:
@@ -239,7 +239,7 @@ class UpExecutor:
             raise ComposeError(f"service {name!r}: {err}") from err
         self._started[name].set()
 
-    async def _wait_all(self, dep: str, status: str, check: Callable[[str, str], Any]) -> None:
+    async def _wait_all(self, dep: str, check: Callable[[str, str], Any]) -> None:
         await asyncio.gather(*(check(cid, cname) for cid, cname in self._containers.get(dep, [])))
 
     async def _healthy(self, cid: str, cname: str) -> None:
@@ -252,7 +252,13 @@ class UpExecutor:
 
     async def _completed(self, cid: str, cname: str) -> None:
         self.emit(_event("container", cname, "Waiting"))
-        result = await self.engine.wait_container(cid)
+        try:
+            async with asyncio.timeout(self.wait_timeout):
+                result = await self.engine.wait_container(cid)
+        except TimeoutError as err:
+            raise ComposeError(
+                f"dependency {cname} did not exit within {self.wait_timeout:g} s"
+            ) from err
         code = result.get("StatusCode")
         if code != 0:
             raise ComposeError(
