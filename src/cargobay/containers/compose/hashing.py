@@ -344,7 +344,7 @@ def compose129_config_dict(
     if "environment" in options or "env_file" in options:
         env: dict[str, Any] = {}
         for env_path in env_files:
-            env.update(read_env_file(Path(env_path)))
+            env.update(read_env_file(Path(env_path), environment))
         env.update(_dict_or_list(options.get("environment"), _split_env))
         options["environment"] = {
             k: (v if v is not None else environment.get(k)) for k, v in env.items()

@@ -219,14 +219,15 @@ _DOTENV_VAR = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
 
 
 def _expand_dotenv(value: str, defined: Mapping[str, str], env: Mapping[str, str] | None) -> str:
-    """python-dotenv's expansion: ``${VAR}`` and ``${VAR:-default}``; the process
-    environment wins over the file, as in python-dotenv's ``override=False``."""
+    """python-dotenv's expansion as docker-compose reads env files (``dotenv_values``):
+    ``${VAR}`` and ``${VAR:-default}``, from the variables defined above in the file
+    first, then from ``env``."""
 
     def replace(match: re.Match[str]) -> str:
         name, default = match.group(1), match.group(2)
-        found = (env or {}).get(name)
+        found = defined.get(name)
         if found is None:
-            found = defined.get(name)
+            found = (env or {}).get(name)
         return found if found else (default or "")
 
     return _DOTENV_VAR.sub(replace, value)

@@ -108,3 +108,8 @@ def test_env_file_syntax() -> None:
 def test_env_file_error_names_the_line() -> None:
     with pytest.raises(InterpolationError, match="line 2"):
         parse_env_file("A=1\n!!!\n", {}, source=".env")
+
+
+def test_env_file_expansion_prefers_the_file_then_the_environment() -> None:
+    parsed = parse_env_file("A=file\nB=${A}\nC=${ONLY_ENV}\n", {"A": "env", "ONLY_ENV": "e"})
+    assert parsed == {"A": "file", "B": "file", "C": "e"}
