@@ -142,6 +142,67 @@ async def test_config_hash_matches_with_an_override_file(
     assert _their_hashes(s) == await _our_hashes(s)
 
 
+EXOTIC = """
+services:
+  a:
+    image: BUSYBOX
+    entrypoint: /bin/sh -c
+    command: exec sleep 300
+    links: [b, "b:bee"]
+    sysctls: [net.core.somaxconn=1024]
+    ulimits: {nofile: {soft: 100, hard: "200"}, nproc: 50}
+    tmpfs: /run
+    dns: [1.1.1.1]
+    cap_add: [NET_ADMIN]
+    cap_drop: [MKNOD]
+    init: true
+    tty: "yes"
+    stdin_open: true
+    shm_size: 64m
+    cpus: "0.5"
+    mem_limit: 64m
+    logging: {driver: json-file, options: {max-size: 1m}}
+    hostname: alpha
+    domainname: example.test
+    mac_address: 02:42:ac:11:00:09
+    expose: [3000, "4000/udp"]
+    extra_hosts: {h1: 10.0.0.1}
+    labels: {int: 1, float: 1.5, bool: true}
+    environment: {PI: 3.14}
+    healthcheck: {test: "true", start_period: 1s}
+    restart: unless-stopped
+    profiles: [extra]
+    x-ext: {any: thing}
+  b:
+    image: BUSYBOX
+    network_mode: host
+    restart: "no"
+    stop_grace_period: 1m30s
+    read_only: true
+    privileged: false
+    user: nobody
+"""
+
+
+async def test_config_hash_matches_for_less_common_keys(
+    stack: StackFactory, compose_bin: str
+) -> None:
+    s = stack(EXOTIC)
+    theirs = dict(
+        line.split()  # type: ignore[misc]
+        for line in s.docker_compose("--profile", "extra", "config", "--hash=*").stdout.splitlines()
+        if line.strip()
+    )
+    loaded = s.load(profiles=["extra"])
+    async with await DockerEngine.connect(s.docker_url) as engine:
+        image_id = str((await engine.inspect_image(loaded.project.services["a"].image or ""))["Id"])
+    ours = {
+        name: config_hash(loaded.project, name, loaded.raw_services[name], {}, image_id)
+        for name in loaded.project.services
+    }
+    assert theirs == ours
+
+
 async def test_stack_started_by_docker_compose(stack: StackFactory, compose_bin: str) -> None:
     s = stack(RICH, files=FILES)
     s.docker_compose("up", "-d")
