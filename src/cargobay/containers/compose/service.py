@@ -47,6 +47,9 @@ log = logging.getLogger(__name__)
 EventSink = Callable[[Event], None]
 
 
+_LOCKS: dict[tuple[int, str, str], asyncio.Lock] = {}
+
+
 def _ignore(_: Event) -> None:
     pass
 
@@ -59,6 +62,15 @@ class ComposeService:
 
     async def _engine(self) -> DockerEngine:
         return await DockerEngine.connect(self.engine_url)
+
+    def _locked(self, project: str) -> asyncio.Lock:
+        """One changing operation at a time per project and engine (in this process): two
+        ``up``s of one project at once would both create its containers."""
+        key = (id(asyncio.get_running_loop()), self.engine_url or "", project)
+        lock = _LOCKS.get(key)
+        if lock is None:
+            lock = _LOCKS[key] = asyncio.Lock()
+        return lock
 
     # -- up ------------------------------------------------------------------------------
 
@@ -78,7 +90,7 @@ class ComposeService:
         project = loaded.project
         for warning in loaded.warnings:
             emit({"type": "warning", "message": warning})
-        async with await self._engine() as engine:
+        async with self._locked(project.name), await self._engine() as engine:
             selected = [n for layer in layers(project, services or None) for n in layer]
             image_ids = await self._images(engine, project, selected, build, emit)
             hashes = {
@@ -215,7 +227,7 @@ class ComposeService:
         """Stop and remove the project's containers and networks (and with ``volumes``
         its named and anonymous volumes)."""
         project = loaded.project
-        async with await self._engine() as engine:
+        async with self._locked(project.name), await self._engine() as engine:
             containers = await self._containers(engine, project.name)
             bare = not project.services  # known by name only: everything labelled is ours
             ours = [
@@ -309,7 +321,7 @@ class ComposeService:
         emit: EventSink = _ignore,
     ) -> None:
         project = loaded.project
-        async with await self._engine() as engine:
+        async with self._locked(project.name), await self._engine() as engine:
             containers = await self._selected(engine, project, services)
             await self._stop_in_order(engine, project, containers, timeout, emit)
 
@@ -322,7 +334,7 @@ class ComposeService:
     ) -> None:
         """Start existing containers in dependency order (``up`` creates missing ones)."""
         project = loaded.project
-        async with await self._engine() as engine:
+        async with self._locked(project.name), await self._engine() as engine:
             containers = await self._selected(engine, project, services)
             if not containers:
                 raise ComposeError(
@@ -347,7 +359,7 @@ class ComposeService:
         emit: EventSink = _ignore,
     ) -> None:
         project = loaded.project
-        async with await self._engine() as engine:
+        async with self._locked(project.name), await self._engine() as engine:
             containers = await self._selected(engine, project, services)
             for layer in layers(project, services or None):
                 group = [c for c in containers if c.service in layer]

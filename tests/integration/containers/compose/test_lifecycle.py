@@ -174,3 +174,17 @@ services:
     with pytest.raises(ComposeError, match=r"service 'app'.*unhealthy"):
         await asyncio.wait_for(s2.service.up(s2.load()), 60)
     assert await _leftovers(s2) == []
+
+
+async def test_two_ups_at_once_create_one_stack(stack: StackFactory) -> None:
+    s = stack("""
+services:
+  a:
+    image: BUSYBOX
+    command: ["sleep", "300"]
+    stop_signal: SIGKILL
+""")
+    loaded = s.load()
+    plans = await asyncio.gather(s.service.up(loaded), s.service.up(loaded))
+    assert sorted(p.services["a"].action for p in plans) == ["create", "noop"]
+    assert [r["name"] for r in await s.service.ps(s.name)] == [f"{s.name}_a_1"]
