@@ -218,7 +218,11 @@ class Agent:
                 requests.add(task)
                 task.add_done_callback(requests.discard)
         except VirgaError as err:
-            log.info("host disconnected from %s (%s)", conn.description, err)
+            # Before the sync it is no session: a virtio-serial port whose host end is a
+            # listening socket nobody connected to reads as opened-then-closed, every few
+            # seconds (seen under libvirt); that is not worth a console line each time.
+            level = logging.INFO if session is not None else logging.DEBUG
+            log.log(level, "host disconnected from %s (%s)", conn.description, err)
         except Exception:
             log.exception("connection %s failed", conn.description)
         finally:

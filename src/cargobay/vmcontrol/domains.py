@@ -34,8 +34,10 @@ __all__ = [
     "ChannelSpec",
     "DomainSpec",
     "SpiceGraphics",
+    "destroy_domain",
     "domain_xml",
     "ensure_image",
+    "start_image_domain",
 ]
 
 POOL_NAME = "cargobay"
@@ -274,3 +276,66 @@ def _volume_xml(name: str, size: int) -> str:
     perms = ET.SubElement(target, "permissions")
     ET.SubElement(perms, "mode").text = "0644"
     return ET.tostring(vol, encoding="unicode")
+
+
+# --- booting ----------------------------------------------------------------------------
+
+
+async def start_image_domain(
+    host: HostConnection,
+    image_dir: Path,
+    manifest: ImageManifest,
+    name: str,
+    *,
+    cpus: int = 1,
+    memory_mb: int = 384,
+    display: str = "none",
+    spice: SpiceGraphics | None = None,
+    channels: Sequence[ChannelSpec] = (),
+    accel: str = "qemu",
+    progress: Callable[[str], None] | None = None,
+) -> tuple[Any, DomainInfo]:
+    """Upload the image where needed and start a transient domain ``name`` from it; the
+    ``virDomain`` and what its live XML says (channel socket paths, the Spice port)."""
+    from cargobay.hypervisors.accel import tcg_kernel_params
+
+    files = await ensure_image(host, image_dir, manifest, progress=progress)
+    extra = tcg_kernel_params() if accel == "qemu" else []
+    spec = DomainSpec(
+        name=name,
+        kernel=files["kernel"],
+        initrd=files.get("initrd"),
+        rootfs=files["rootfs"],
+        cmdline=" ".join([manifest.cmdline, f"cargobay.name={name}", *extra]),
+        cpus=cpus,
+        memory_mb=memory_mb,
+        display=display,
+        spice=spice,
+        channels=channels,
+        accel=accel,
+    )
+    xml = domain_xml(spec)
+    domain = await host.call(lambda conn: conn.createXML(xml, 0), what=f"starting domain {name}")
+    try:
+        live = await host.call(lambda _conn: domain.XMLDesc(0), what=f"XML of {name}")
+    except BaseException:
+        await destroy_domain(host, domain)
+        raise
+    return domain, parse_live_xml(live)
+
+
+async def destroy_domain(host: HostConnection, domain: Any) -> None:
+    """Destroy a transient domain; one that is already gone is fine."""
+    import libvirt
+
+    def work(_conn: Any) -> None:
+        try:
+            domain.destroy()
+        except libvirt.libvirtError as err:
+            if err.get_error_code() not in (
+                libvirt.VIR_ERR_NO_DOMAIN,
+                libvirt.VIR_ERR_OPERATION_INVALID,
+            ):
+                raise
+
+    await host.call(work, what="destroying a domain")

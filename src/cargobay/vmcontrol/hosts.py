@@ -89,8 +89,17 @@ class LibvirtCallError(HostError):
     code = "libvirt_error"
     status = 502
 
-    def __init__(self, host_id: str, message: str, *, libvirt_code: int | None = None) -> None:
+    def __init__(
+        self,
+        host_id: str,
+        message: str,
+        *,
+        libvirt_code: int | None = None,
+        detail: str | None = None,
+    ) -> None:
         self.libvirt_code = libvirt_code
+        self.detail = detail if detail is not None else message
+        """libvirt's own message, without the host and operation."""
         super().__init__(host_id, message)
 
 
@@ -384,8 +393,12 @@ class HostConnection:
             try:
                 return await asyncio.to_thread(fn, conn)
             except self._libvirt.libvirtError as err:
+                detail = _msg(err)
                 raise LibvirtCallError(
-                    self.host_id, f"{what}: {_msg(err)}", libvirt_code=err.get_error_code()
+                    self.host_id,
+                    f"{what}: {detail}",
+                    libvirt_code=err.get_error_code(),
+                    detail=detail,
                 ) from err
             finally:
                 self._stats.in_flight -= 1

@@ -25,6 +25,7 @@ import asyncio
 import contextlib
 import enum
 import json
+import re
 import struct
 import zlib
 from collections.abc import Sequence
@@ -217,6 +218,9 @@ class LibvirtQmp:
 # --- QGA ------------------------------------------------------------------------------
 
 
+_AGENT_FAILED = re.compile(r"unable to execute QEMU agent command '[^']*': (.*)", re.S)
+
+
 class LibvirtQga(QgaCommands):
     """qemu-ga of a libvirt domain through ``qemuAgentCommand``."""
 
@@ -250,15 +254,19 @@ class LibvirtQga(QgaCommands):
                 what=f"qemu-ga {command} on {self.name}",
             )
         except LibvirtCallError as err:
-            text_err = str(err)
-            if "timeout" in text_err.lower() or "not responding" in text_err.lower():
-                raise GuestTimeout(f"qemu-ga {command} on {self.name}: {text_err}") from err
-            if "not connected" in text_err.lower() or "agent is not" in text_err.lower():
-                raise GuestError(
-                    f"qemu-ga {command} on {self.name}: {text_err} "
-                    "(is qemu-ga running in the guest?)"
+            detail = err.detail
+            lowered = detail.lower()
+            failed = _AGENT_FAILED.search(detail)
+            if failed is not None:  # qemu-ga answered with an error object
+                raise QgaCommandError(
+                    command, {"class": "GenericError", "desc": failed.group(1)}
                 ) from err
-            raise GuestError(f"qemu-ga {command} on {self.name}: {text_err}") from err
+            where = f"qemu-ga {command} on {self.name} (host {self.host.host_id})"
+            if "timeout" in lowered or "not responding" in lowered:
+                raise GuestTimeout(f"{where}: {detail}") from err
+            if "not connected" in lowered or "agent is not" in lowered:
+                raise GuestError(f"{where}: {detail} (is qemu-ga running in the guest?)") from err
+            raise GuestError(f"{where}: {detail}") from err
         reply = json.loads(raw)
         if "error" in reply:
             raise QgaCommandError(command, reply["error"])
@@ -379,10 +387,11 @@ async def open_virtio_serial(
     domain = await lookup_domain(host, name)
     if not direct:
         return await StreamChannel.open_channel(host, domain, port)
-    if not host.info.uri.is_local:
+    uri = host.info.uri
+    if not (uri.is_local or uri.host in ("127.0.0.1", "::1", "localhost")):
         raise GuestError(
-            f"port {port} of {name}: a direct chardev connection needs a local host, "
-            f"{host.host_id} is {host.uri}"
+            f"port {port} of {name}: a direct chardev connection needs the domain on this "
+            f"machine, but host {host.host_id} is {host.uri}; open it through libvirt instead"
         )
     from cargobay.vmcontrol.domains import parse_live_xml
     from virga.connection import connect
