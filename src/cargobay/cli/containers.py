@@ -386,39 +386,61 @@ def containers_logs(
 
 @containers_app.command("stats")
 def containers_stats(
-    name: Annotated[str, typer.Argument(help="Container.")],
-    no_stream: Annotated[bool, typer.Option("--no-stream", help="One sample.")] = False,
-    samples: Annotated[int | None, typer.Option(min=1, help="Stop after N samples.")] = None,
+    names: Annotated[list[str] | None, typer.Argument(help="Containers.")] = None,
+    service: Annotated[str | None, typer.Option(help="Running containers of a service.")] = None,
+    project: Annotated[str | None, typer.Option(help="Running containers of a project.")] = None,
+    no_stream: Annotated[bool, typer.Option("--no-stream", help="One sample each.")] = False,
+    samples: Annotated[
+        int | None, typer.Option(min=1, help="Stop after N samples of each container.")
+    ] = None,
     json_flag: JsonOpt = False,
 ) -> None:
-    """CPU %, memory, network and block I/O, as ``docker stats`` computes them (redrawn
-    in place on a terminal; one table per sample otherwise)."""
-    events = _engine().stats(name, stream=not no_stream, samples=samples)
+    """CPU %, memory, network and block I/O, as ``docker stats`` computes them: one row
+    per container, redrawn in place on a terminal; otherwise one table per round (when
+    every container has a new sample)."""
+    events = _engine().stats_many(
+        names or [], service=service, project=project, stream=not no_stream, samples=samples
+    )
     if json_flag:
         for sample in events:
             print(json.dumps({k: v for k, v in sample.items() if k != "type"}), flush=True)
         return
+    latest: dict[str, Mapping[str, Any]] = {}
     if not sys.stdout.isatty():
+        fresh: set[str] = set()
         for sample in events:
-            print_table(STATS_HEADERS, [_stats_row(sample)])
+            key = str(sample["id"])
+            if key in fresh:  # a new round begins: show the one that is complete
+                print_table(STATS_HEADERS, _stats_rows(latest))
+                fresh.clear()
+            latest[key] = sample
+            fresh.add(key)
+        if latest:
+            print_table(STATS_HEADERS, _stats_rows(latest))
         return
     from rich.console import Console
     from rich.live import Live
     from rich.table import Table
 
-    def table(sample: Mapping[str, Any]) -> Table:
+    def table() -> Table:
         shown = Table(box=None, show_edge=False, pad_edge=False, header_style="bold")
         for header in STATS_HEADERS:
             shown.add_column(header, no_wrap=True)
-        shown.add_row(*_stats_row(sample))
+        for row in _stats_rows(latest):
+            shown.add_row(*row)
         return shown
 
     with Live(console=Console(), auto_refresh=False) as live:
         for sample in events:
-            live.update(table(sample), refresh=True)
+            latest[str(sample["id"])] = sample
+            live.update(table(), refresh=True)
 
 
 STATS_HEADERS = ["NAME", "CPU %", "MEM USAGE / LIMIT", "MEM %", "NET I/O", "BLOCK I/O", "PIDS"]
+
+
+def _stats_rows(latest: Mapping[str, Mapping[str, Any]]) -> list[list[str]]:
+    return [_stats_row(sample) for sample in sorted(latest.values(), key=lambda s: s["name"])]
 
 
 def _stats_row(sample: Mapping[str, Any]) -> list[str]:

@@ -30,7 +30,8 @@ from datetime import datetime
 from typing import Literal
 
 from cargobay.containers.engine import DockerEngine
-from cargobay.errors import ContainerNotFound, EngineError, InvalidInput
+from cargobay.containers.resources import resolve_containers
+from cargobay.errors import EngineError, InvalidInput
 
 __all__ = [
     "Demuxer",
@@ -190,7 +191,7 @@ def parse_time(value: str | float | int, *, now: float | None = None) -> float:
 
 async def _container_lines(
     engine: DockerEngine,
-    container: dict[str, object],
+    cid: str,
     *,
     follow: bool,
     since: float | None,
@@ -198,7 +199,6 @@ async def _container_lines(
     tail: int | None,
     timestamps: bool,
 ) -> AsyncIterator[LogLine]:
-    cid = str(container["Id"])
     inspected = await engine.inspect_container(cid)
     name = str(inspected.get("Name", cid[:12])).lstrip("/")
     tty = bool((inspected.get("Config") or {}).get("Tty"))
@@ -221,28 +221,6 @@ async def _container_lines(
         yield line
 
 
-async def _targets(
-    engine: DockerEngine, containers: list[str], service: str | None, project: str | None
-) -> list[dict[str, object]]:
-    if containers:
-        found = []
-        for name in containers:
-            found.append({"Id": (await engine.inspect_container(name))["Id"]})
-        return found
-    labels: dict[str, str | None] = {}
-    if service:
-        labels[SERVICE_LABEL] = service
-    if project:
-        labels[PROJECT_LABEL] = project
-    if not labels:
-        raise InvalidInput("name a container, or a service (and project) to read logs of")
-    found = await engine.list_containers(all=True, labels=labels)
-    if not found:
-        what = f"service {service!r}" if service else f"project {project!r}"
-        raise ContainerNotFound(f"no containers of {what}")
-    return sorted(found, key=lambda item: str(item.get("Names", [""])[0]))
-
-
 async def follow_logs(
     engine: DockerEngine,
     containers: list[str] | None = None,
@@ -260,7 +238,9 @@ async def follow_logs(
 ) -> AsyncIterator[LogLine]:
     """Lines of the named containers (or of a service/project), merged as they come;
     only lines matching ``search`` (a substring, or a regex with ``regex``)."""
-    targets = await _targets(engine, list(containers or []), service, project)
+    targets = await resolve_containers(
+        engine, list(containers or []), service=service, project=project, purpose="logs"
+    )
     flags = re.IGNORECASE if ignore_case else 0
     pattern = None
     if search:
@@ -272,7 +252,7 @@ async def follow_logs(
     until_t = parse_time(until) if until is not None else None
     queue: asyncio.Queue[LogLine | BaseException | None] = asyncio.Queue(maxsize=1024)
 
-    async def pump(container: dict[str, object]) -> None:
+    async def pump(container: str) -> None:
         try:
             async for line in _container_lines(
                 engine,
@@ -286,10 +266,10 @@ async def follow_logs(
                 if pattern is None or pattern.search(line.text):
                     await queue.put(line)
         except asyncio.CancelledError:
-            raise
-        except BaseException as err:
+            raise  # the consumer is gone: put nothing (the queue may be full)
+        except Exception as err:
             await queue.put(err)
-        finally:
+        else:
             await queue.put(None)
 
     tasks = [asyncio.create_task(pump(target)) for target in targets]

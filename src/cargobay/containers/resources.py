@@ -15,7 +15,13 @@ from typing import Any
 from pydantic import BaseModel, Field
 
 from cargobay.containers.engine import DockerEngine
-from cargobay.errors import Conflict, ContainerNotFound, NetworkNotFound, VolumeNotFound
+from cargobay.errors import (
+    Conflict,
+    ContainerNotFound,
+    InvalidInput,
+    NetworkNotFound,
+    VolumeNotFound,
+)
 
 __all__ = [
     "ContainerSummary",
@@ -30,6 +36,7 @@ __all__ = [
     "list_containers",
     "list_networks",
     "list_volumes",
+    "resolve_containers",
 ]
 
 
@@ -128,6 +135,35 @@ class VolumeSummary(BaseModel):
             mountpoint=item.get("Mountpoint"),
             labels=dict(item.get("Labels") or {}),
         )
+
+
+async def resolve_containers(
+    engine: DockerEngine,
+    names: list[str],
+    *,
+    service: str | None = None,
+    project: str | None = None,
+    running: bool = False,
+    purpose: str = "this",
+) -> list[str]:
+    """Container ids: the named ones (each must exist), else every container of a compose
+    service and/or project (``running``: only running ones), sorted by name."""
+    if names:
+        return [str((await engine.inspect_container(name))["Id"]) for name in names]
+    labels: dict[str, str | None] = {}
+    if service:
+        labels["com.docker.compose.service"] = service
+    if project:
+        labels["com.docker.compose.project"] = project
+    if not labels:
+        raise InvalidInput(f"name a container, or a service (and project), for {purpose}")
+    found = await engine.list_containers(all=not running, labels=labels)
+    if not found:
+        what = f"service {service!r}" if service else f"project {project!r}"
+        state = "running " if running else ""
+        raise ContainerNotFound(f"no {state}containers of {what}")
+    found.sort(key=lambda item: str((item.get("Names") or [""])[0]))
+    return [str(item["Id"]) for item in found]
 
 
 async def list_containers(

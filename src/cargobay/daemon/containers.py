@@ -38,9 +38,10 @@ from cargobay.containers.resources import (
     list_containers,
     list_networks,
     list_volumes,
+    resolve_containers,
 )
 from cargobay.containers.settings import ContainerSettings, load_settings
-from cargobay.containers.stats import stream_stats
+from cargobay.containers.stats import stream_stats, stream_stats_many
 from cargobay.errors import EngineUnavailable, InvalidInput
 
 __all__ = ["router"]
@@ -277,6 +278,29 @@ async def container_stats(
 
     async def run(engine: DockerEngine, _: ContainerSettings) -> AsyncIterator[dict[str, Any]]:
         async for sample in stream_stats(engine, container, stream=stream, samples=samples):
+            yield {"type": "stats", **sample.model_dump(mode="json")}
+
+    return await _stream(_on_engine(run))
+
+
+@router.get("/stats", response_class=StreamingResponse, responses=_NDJSON_DOC)
+async def stats_many(
+    container: Annotated[list[str] | None, Query()] = None,
+    service: str | None = None,
+    project: str | None = None,
+    stream: bool = True,
+    samples: int | None = Query(default=None, ge=1),
+) -> StreamingResponse:
+    """``stats`` events of several containers, or of the running containers of a compose
+    service/project, merged as they come (``samples`` counts per container)."""
+    if not container and not service and not project:
+        raise InvalidInput("name a container, or a service (and project), for stats")
+
+    async def run(engine: DockerEngine, _: ContainerSettings) -> AsyncIterator[dict[str, Any]]:
+        ids = await resolve_containers(
+            engine, container or [], service=service, project=project, running=True
+        )
+        async for sample in stream_stats_many(engine, ids, stream=stream, samples=samples):
             yield {"type": "stats", **sample.model_dump(mode="json")}
 
     return await _stream(_on_engine(run))

@@ -120,6 +120,23 @@ class _Calls:
         return _Call("GET", f"{PREFIX}/events", params=params, timeout=None)
 
     @staticmethod
+    def stats_many(
+        containers: Sequence[str],
+        service: str | None,
+        project: str | None,
+        stream: bool,
+        samples: int | None,
+    ) -> _Call:
+        params: dict[str, Any] = {"container": list(containers), "stream": _flag(stream)}
+        if service:
+            params["service"] = service
+        if project:
+            params["project"] = project
+        if samples is not None:
+            params["samples"] = samples
+        return _Call("GET", f"{PREFIX}/stats", params=params, timeout=None)
+
+    @staticmethod
     def networks(labels: Sequence[str]) -> _Call:
         return _Call("GET", f"{PREFIX}/networks", params={"label": list(labels)})
 
@@ -239,6 +256,19 @@ class EngineClient:
         """``{"type": "subscribed"}`` once listening, then ``{"type": "event", ...}``."""
         return self._client._events(_Calls.events(labels, since, until))
 
+    def stats_many(
+        self,
+        containers: Sequence[str] = (),
+        *,
+        service: str | None = None,
+        project: str | None = None,
+        stream: bool = True,
+        samples: int | None = None,
+    ) -> Iterator[dict[str, Any]]:
+        """Samples of several containers (or a compose service/project), merged."""
+        call = _Calls.stats_many(containers, service, project, stream, samples)
+        return self._client._events(call)
+
     def networks(self, *, labels: Sequence[str] = ()) -> list[dict[str, Any]]:
         result: list[dict[str, Any]] = self._client._request(_Calls.networks(labels))
         return result
@@ -338,6 +368,19 @@ class AsyncEngineClient:
     ) -> AsyncIterator[dict[str, Any]]:
         """``{"type": "subscribed"}`` once listening, then ``{"type": "event", ...}``."""
         return self._client._events(_Calls.events(labels, since, until))
+
+    def stats_many(
+        self,
+        containers: Sequence[str] = (),
+        *,
+        service: str | None = None,
+        project: str | None = None,
+        stream: bool = True,
+        samples: int | None = None,
+    ) -> AsyncIterator[dict[str, Any]]:
+        """Samples of several containers (or a compose service/project), merged."""
+        call = _Calls.stats_many(containers, service, project, stream, samples)
+        return self._client._events(call)
 
     async def networks(self, *, labels: Sequence[str] = ()) -> list[dict[str, Any]]:
         result: list[dict[str, Any]] = await self._client._request(_Calls.networks(labels))

@@ -265,7 +265,10 @@ def test_cli_containers(
                 {
                     "Image": busybox_image,
                     "Cmd": ["sh", "-c", "echo first; echo second >&2; echo third; sleep 60"],
-                    "Labels": {"org.cargobay.test": unique_name},
+                    "Labels": {
+                        "org.cargobay.test": unique_name,
+                        "com.docker.compose.project": unique_name,
+                    },
                 },
             )
             await own.start_container(cid)
@@ -290,6 +293,13 @@ def test_cli_containers(
         sample = json.loads(stats.stdout)
         assert sample["name"] == unique_name
         assert sample["memory_usage"] > 0
+        table = cargobayd.cli(
+            "containers", "stats", "--project", unique_name, "--samples", "1", env=WIDE
+        )
+        assert table.returncode == 0, table.stderr
+        header, row = table.stdout.splitlines()
+        assert header.split()[:3] == ["NAME", "CPU", "%"]
+        assert row.startswith(unique_name)
 
         stopped = cargobayd.cli("containers", "stop", "-t", "0", unique_name)
         assert stopped.returncode == 0, stopped.stderr

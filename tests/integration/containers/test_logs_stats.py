@@ -12,8 +12,9 @@ import pytest
 
 from cargobay.containers.engine import DockerEngine
 from cargobay.containers.logs import LogLine, follow_logs
-from cargobay.containers.stats import compute, stream_stats
-from cargobay.errors import ContainerNotFound
+from cargobay.containers.resources import resolve_containers
+from cargobay.containers.stats import compute, stream_stats, stream_stats_many
+from cargobay.errors import ContainerNotFound, InvalidInput
 
 pytestmark = pytest.mark.integration
 
@@ -145,3 +146,31 @@ async def test_stats(engine: DockerEngine, busybox_image: str, unique_name: str)
         assert computed.name == unique_name
     finally:
         await engine.remove_container(cid, force=True)
+
+
+async def test_stats_of_a_project(
+    engine: DockerEngine, busybox_image: str, unique_name: str
+) -> None:
+    labels = {"com.docker.compose.project": unique_name, "com.docker.compose.service": "web"}
+    ids = [
+        await _run(engine, busybox_image, f"{unique_name}-{i}", "sleep 30", Labels=labels)
+        for i in (1, 2)
+    ]
+    stopped = await engine.create_container(
+        f"{unique_name}-3", {"Image": busybox_image, "Cmd": ["true"], "Labels": labels}
+    )
+    try:
+        running = await resolve_containers(engine, [], project=unique_name, running=True)
+        assert running == ids  # sorted by name; the created-only one is left out
+        assert stopped in await resolve_containers(engine, [], service="web", project=unique_name)
+        samples = [s async for s in stream_stats_many(engine, running, samples=2)]
+        assert sorted(s.name for s in samples) == sorted(
+            [f"{unique_name}-1", f"{unique_name}-2"] * 2
+        )
+        with pytest.raises(ContainerNotFound, match="no running containers of project"):
+            await resolve_containers(engine, [], project=f"{unique_name}-none", running=True)
+        with pytest.raises(InvalidInput, match="name a container"):
+            await resolve_containers(engine, [])
+    finally:
+        for cid in (*ids, stopped):
+            await engine.remove_container(cid, force=True)
