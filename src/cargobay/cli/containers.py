@@ -8,7 +8,7 @@
     cargobay images check-update REF [--json]  exit 0 up to date, 10 update available
     cargobay containers ls [--all] [--project P] [--service S] [--json]
     cargobay containers logs [NAME...] [--service S] [-f] [--since] [--tail N] [-t] [--search]
-    cargobay containers stats NAME [--no-stream] [--samples N] [--json]
+    cargobay containers stats [NAME...] [--project P] [--service S] [--no-stream] [--json]
     cargobay containers start|stop|restart|rm NAME...
 
 ``app`` holds the three groups and is added to the main CLI without a name, so they sit
