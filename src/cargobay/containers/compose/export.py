@@ -215,6 +215,10 @@ def export_swarm(loaded: LoadedProject) -> Export:
             out["cap_add"] = list(service.cap_add)
         if service.cap_drop:
             out["cap_drop"] = list(service.cap_drop)
+        if service.secrets:
+            out["secrets"] = [
+                secret.model_dump(mode="json", exclude_none=True) for secret in service.secrets
+            ]
         deploy: dict[str, Any] = {}
         if service.deploy is not None:
             deploy = service.deploy.model_dump(mode="json", exclude_defaults=True)
@@ -237,6 +241,10 @@ def export_swarm(loaded: LoadedProject) -> Export:
         out["deploy"] = deploy
         services[name] = out
     doc: dict[str, Any] = {"version": "3.8", "services": services}
+    if project.secrets:
+        doc["secrets"] = {
+            k: v.model_dump(mode="json", exclude_defaults=True) for k, v in project.secrets.items()
+        }
     networks: dict[str, Any] = {}
     for key, cfg_net in project.networks.items():
         body = cfg_net.model_dump(mode="json", exclude_defaults=True)
@@ -408,6 +416,9 @@ def export_kubernetes(
         if service.depends_on:
             warn.append(f"service {name!r}: depends_on is not exported; Kubernetes starts pods "
                         "in any order (use readiness probes and retries)")  # fmt: skip
+        if service.secrets:
+            warn.append(f"service {name!r}: secrets are not exported; create Kubernetes "
+                        "Secrets and mount them yourself")  # fmt: skip
         for key in ("container_name", "mac_address", "network_mode", "links"):
             if getattr(service, key):
                 warn.append(f"service {name!r}: '{key}' has no Kubernetes equivalent; ignored")

@@ -390,7 +390,7 @@ def compose129_config_dict(
     options.pop("pid", None)
     ipc_mode = options.pop("ipc", None)
     options.pop("volumes_from", None)
-    options.pop("secrets", None)
+    secrets = _secrets(project, options.pop("secrets", None) or [])
     options["volumes"] = [_namespace(project, m) for m in mounts]
     options.pop("scale", None)
     options["device_requests"] = _device_requests(options)
@@ -421,9 +421,24 @@ def compose129_config_dict(
         "net": net,
         "ipc_mode": ipc_mode,
         "networks": service_networks,
-        "secrets": [],
+        "secrets": secrets,
         "volumes_from": [],
     }
+
+
+def _secrets(project: ComposeProject, specs: list[Any]) -> list[dict[str, Any]]:
+    """1.29's ``[{"secret": ServiceSecret, "file": path}]``, external secrets left out."""
+    out = []
+    for spec in specs:
+        if isinstance(spec, str):
+            fields: list[Any] = [spec, None, None, None, None, None]
+        else:
+            fields = [spec.get(k) for k in ("source", "target", "uid", "gid", "mode", "name")]
+        defined = project.secrets.get(fields[0])
+        if defined is None or defined.external:
+            continue
+        out.append({"secret": fields, "file": defined.file})
+    return out
 
 
 def _as_list(value: Any) -> list[Any]:

@@ -41,6 +41,7 @@ from cargobay.containers.compose.merge129 import merge_files
 from cargobay.containers.compose.model import (
     ComposeProject,
     NetworkConfig,
+    SecretConfig,
     Service,
     VolumeConfig,
     _named_entries,
@@ -74,6 +75,7 @@ class _FileModel(BaseModel):
     services: dict[str, Service] = Field(default_factory=dict)
     networks: dict[str, NetworkConfig] = Field(default_factory=dict)
     volumes: dict[str, VolumeConfig] = Field(default_factory=dict)
+    secrets: dict[str, SecretConfig] = Field(default_factory=dict)
 
 
 @dataclass
@@ -191,12 +193,12 @@ def _validation_error(
     if len(key_parts) >= 2 and key_parts[0] == "services":
         service = str(key_parts[1])
         key_parts = key_parts[2:]
-    elif len(key_parts) >= 2 and key_parts[0] in ("networks", "volumes"):
+    elif len(key_parts) >= 2 and key_parts[0] in ("networks", "volumes", "secrets"):
         key_parts = [f"{key_parts[0]}.{key_parts[1]}", *key_parts[2:]]
     return _error(file, msg, service, _loc(key_parts) or None)
 
 
-_NOT_YET = {"secrets", "configs", "extends", "include", "volumes_from", "external_links",
+_NOT_YET = {"configs", "extends", "include", "volumes_from", "external_links",
             "develop", "models"}  # fmt: skip
 _TYPE_TAGS = {"str", "int", "float", "bool", "list[str]", "dict[str,str]", "none"}
 
@@ -321,6 +323,7 @@ def load_project(
     service_files: dict[str, str] = {}
     networks: dict[str, Any] = {}
     volumes: dict[str, Any] = {}
+    secrets: dict[str, Any] = {}
     extensions: dict[str, Any] = {}
     top_name: str | None = None
     for path in paths:
@@ -334,12 +337,12 @@ def load_project(
             raise _error(str(path), err.message, service, key or None) from err
         for key in [k for k in data if k.startswith("x-")]:
             extensions[key] = data.pop(key)
-        for section in ("services", "networks", "volumes"):
+        for section in ("services", "networks", "volumes", "secrets"):
             if section in data and data[section] is None:
                 data[section] = {}
             if section in data and not isinstance(data[section], dict):
                 raise _error(str(path), f"'{section}' must be a mapping", key=section)
-        for section in ("networks", "volumes"):
+        for section in ("networks", "volumes", "secrets"):
             if section in data:
                 data[section] = _named_entries(data[section])
         services = data.get("services") or {}
@@ -362,6 +365,10 @@ def load_project(
             networks[name] = {**networks.get(name, {}), **body}
         for name, body in (data.get("volumes") or {}).items():
             volumes[name] = {**volumes.get(name, {}), **body}
+        for name, body in (data.get("secrets") or {}).items():
+            if body.get("file"):
+                body = {**body, "file": _expand(str(body["file"]), project_dir)}
+            secrets[name] = {**secrets.get(name, {}), **body}
 
     name_source = project_name or variables.get("COMPOSE_PROJECT_NAME") or top_name
     name = normalize_project_name(name_source or project_dir.name)
@@ -398,6 +405,7 @@ def load_project(
             services=services_models,
             networks=networks,
             volumes=volumes,
+            secrets=secrets,
             extensions=extensions,
         )
     except ValidationError as err:
@@ -490,6 +498,18 @@ def validate_project(
                 name,
                 "container_name",
             )
+        for index, secret in enumerate(service.secrets):
+            defined = project.secrets.get(secret.source)
+            if defined is None:
+                raise _error(file, f"secret {secret.source!r} is not defined under the "
+                             "top-level 'secrets'", name, f"secrets[{index}]")  # fmt: skip
+            if defined.environment is not None:
+                raise _error(file, f"secret {secret.source!r} comes from an environment "
+                             "variable, which cargobay compose does not support yet; use "
+                             "'file:'", name, f"secrets[{index}]")  # fmt: skip
+            if not defined.external and not (defined.file and Path(defined.file).is_file()):
+                raise _error(file, f"secret {secret.source!r}: file {defined.file} does not "
+                             "exist", name, f"secrets[{index}]")  # fmt: skip
         for env_path in service.env_file:
             if not Path(env_path).is_file():
                 raise _error(file, f"env file {env_path} does not exist", name, "env_file")

@@ -269,7 +269,17 @@ def merge_service(base: Mapping[str, Any], override: Mapping[str, Any]) -> dict[
         out["security_opt"] = sorted(opts.values())
     for key in ("secrets", "configs"):
         if present(key):
-            out[key] = [*base.get(key, []), *override.get(key, [])]
+            merged: dict[str, tuple[Any, ...]] = {}
+            for spec in [*base.get(key, []), *override.get(key, [])]:
+                if isinstance(spec, str):
+                    spec = {"source": spec}
+                fields = ("source", "target", "uid", "gid", "mode", "name")
+                merged[spec.get("source")] = tuple(spec.get(f) for f in fields)
+            out[key] = [
+                {f: v for f, v in zip(("source", "target", "uid", "gid", "mode", "name"), item,
+                                      strict=True) if v is not None}
+                for item in sorted(merged.values(), key=lambda t: str(t[0]))
+            ]  # fmt: skip
     if present("extra_hosts"):
         out["extra_hosts"] = {**_extra_hosts(base.get("extra_hosts")),
                               **_extra_hosts(override.get("extra_hosts"))}  # fmt: skip

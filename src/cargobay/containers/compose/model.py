@@ -27,8 +27,10 @@ __all__ = [
     "Healthcheck",
     "NetworkConfig",
     "PortConfig",
+    "SecretConfig",
     "Service",
     "ServiceNetwork",
+    "ServiceSecret",
     "VolumeConfig",
     "VolumeMount",
 ]
@@ -283,6 +285,29 @@ class Logging(_Strict):
     options: dict[str, str] = Field(default_factory=dict)
 
 
+class ServiceSecret(_Strict):
+    """A secret a service mounts, at ``/run/secrets/<target or source>``."""
+
+    source: str
+    target: str | None = None
+    uid: str | None = None
+    gid: str | None = None
+    mode: int | None = None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _short(cls, data: Any) -> Any:
+        return {"source": data} if isinstance(data, str) else data
+
+    @property
+    def path(self) -> str:
+        if self.target is None:
+            return f"/run/secrets/{self.source}"
+        if self.target.startswith("/"):
+            return self.target
+        return f"/run/secrets/{self.target}"
+
+
 RestartMode = Annotated[str, BeforeValidator(lambda v: "no" if v is False else v)]
 
 
@@ -343,6 +368,7 @@ class Service(_Strict):
     pull_policy: Literal["always", "never", "missing", "if_not_present", "build"] | None = None
     security_opt: list[str] = Field(default_factory=list)
     devices: list[str] = Field(default_factory=list)
+    secrets: list[ServiceSecret] = Field(default_factory=list)
 
     @field_validator("restart")
     @classmethod
@@ -432,6 +458,21 @@ class VolumeConfig(_Strict):
         return True if isinstance(value, dict) else value
 
 
+class SecretConfig(_Strict):
+    """A top-level secret: a file (mounted read-only), or external (Swarm only)."""
+
+    name: str | None = None
+    file: str | None = None
+    environment: str | None = None
+    external: bool = False
+    labels: Labels = Field(default_factory=dict)
+
+    @field_validator("external", mode="before")
+    @classmethod
+    def _external(cls, value: Any) -> Any:
+        return True if isinstance(value, dict) else value
+
+
 def _named_entries(value: Any) -> Any:
     if value is None:
         return {}
@@ -451,6 +492,7 @@ class ComposeProject(BaseModel):
     services: dict[str, Service] = Field(default_factory=dict)
     networks: dict[str, NetworkConfig] = Field(default_factory=dict)
     volumes: dict[str, VolumeConfig] = Field(default_factory=dict)
+    secrets: dict[str, SecretConfig] = Field(default_factory=dict)
     extensions: dict[str, Any] = Field(default_factory=dict)
 
     def network_name(self, key: str) -> str:

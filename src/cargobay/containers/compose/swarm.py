@@ -15,10 +15,12 @@ present on the node (a single-node swarm uses the local image after a failed pul
 from __future__ import annotations
 
 import asyncio
+import base64
 import contextlib
 import json
 import shlex
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import aiodocker
@@ -46,6 +48,13 @@ NANO = 1_000_000_000
 
 def stack_network_name(stack: str, key: str, project: ComposeProject) -> str:
     cfg = project.networks.get(key)
+    if cfg is not None and (cfg.external or cfg.name):
+        return cfg.name or key
+    return f"{stack}_{key}"
+
+
+def stack_secret_name(stack: str, key: str, project: ComposeProject) -> str:
+    cfg = project.secrets.get(key)
     if cfg is not None and (cfg.external or cfg.name):
         return cfg.name or key
     return f"{stack}_{key}"
@@ -115,6 +124,16 @@ def stack_service_spec(
         mounts.append(entry)
     if mounts:
         container["Mounts"] = mounts
+    secrets = []
+    for secret in service.secrets:
+        target = secret.path.removeprefix("/run/secrets/")
+        secrets.append({
+            "SecretName": stack_secret_name(stack, secret.source, project),
+            "File": {"Name": target, "UID": secret.uid or "0", "GID": secret.gid or "0",
+                     "Mode": secret.mode if secret.mode is not None else 0o444},
+        })  # fmt: skip
+    if secrets:
+        container["Secrets"] = secrets
     if service.healthcheck is not None:
         hc = service.healthcheck
         health: dict[str, Any] = {"Test": ["NONE"] if hc.disable else (hc.test or [])}
@@ -243,6 +262,7 @@ async def deploy_stack(
                     options=dict(cfg.driver_opts) if cfg else None,
                 )
             networks.append(name)
+        secret_ids = await _ensure_secrets(engine, project, emit)
         existing = {
             s["Spec"]["Name"]: s
             for s in await _query(
@@ -254,6 +274,8 @@ async def deploy_stack(
         services = []
         for name, service in project.services.items():
             spec = stack_service_spec(project, service, loaded.environment)
+            for entry in spec["TaskTemplate"]["ContainerSpec"].get("Secrets", []):
+                entry["SecretID"] = secret_ids[entry["SecretName"]]
             current = existing.get(spec["Name"])
             if current is None:
                 emit(
@@ -287,6 +309,34 @@ async def deploy_stack(
         return {"stack": stack, "networks": networks, "services": services}
 
 
+async def _ensure_secrets(
+    engine: DockerEngine, project: ComposeProject, emit: Callable[[Event], None]
+) -> dict[str, str]:
+    """Swarm secrets by name -> id: existing ones as they are (secrets cannot change),
+    the project's file secrets created from their files."""
+    listed = await _query(engine, "secrets")
+    ids = {str(s["Spec"]["Name"]): str(s["ID"]) for s in listed}
+    used = {secret.source for service in project.services.values() for secret in service.secrets}
+    for key in sorted(used):
+        cfg = project.secrets[key]
+        name = stack_secret_name(project.name, key, project)
+        if name in ids:
+            continue
+        if cfg.external or not cfg.file:
+            raise ComposeError(f"external secret {name} does not exist in the swarm")
+        data = await asyncio.to_thread(Path(cfg.file).read_bytes)
+        emit({"type": "progress", "resource": "secret", "name": name, "status": "Creating"})
+        created = await _query(
+            engine,
+            "secrets/create",
+            "POST",
+            data=json.dumps({"Name": name, "Data": base64.b64encode(data).decode(),
+                             "Labels": {**cfg.labels, NAMESPACE: project.name}}),
+        )  # fmt: skip
+        ids[name] = str(created["ID"])
+    return ids
+
+
 async def remove_stack(engine_url: str | None, stack: str, *, timeout: float = 60.0) -> None:
     """``docker stack rm``: the stack's services, then (once their tasks are gone) its
     networks."""
@@ -305,4 +355,12 @@ async def remove_stack(engine_url: str | None, stack: str, *, timeout: float = 6
             if loop.time() > deadline:
                 names = ", ".join(str(n.get("Name")) for n in networks)
                 raise ComposeError(f"stack {stack}: networks {names} are still in use")
+            await asyncio.sleep(0.5)
+        while secrets := await _query(engine, "secrets", params={"filters": label}):
+            for secret in secrets:
+                with contextlib.suppress(ComposeError):  # still used by a task going away
+                    await _query(engine, f"secrets/{secret['ID']}", "DELETE")
+            if loop.time() > deadline:
+                names = ", ".join(str(s["Spec"]["Name"]) for s in secrets)
+                raise ComposeError(f"stack {stack}: secrets {names} are still in use")
             await asyncio.sleep(0.5)

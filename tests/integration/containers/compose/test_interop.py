@@ -57,6 +57,7 @@ services:
     networks:
       back: {aliases: [api1]}
       default:
+    secrets: [token, {source: token, target: renamed}]
     x-note: extension
   db:
     image: BUSYBOX
@@ -78,8 +79,11 @@ networks:
   back: {}
 volumes:
   data: {}
+secrets:
+  token: {file: ./token.txt}
 """
 FILES = {
+    "token.txt": "s3cret\n",
     "ctx/Dockerfile": "FROM BUSYBOX\nARG FLAVOUR\nLABEL flavour=$FLAVOUR\n",
     "app.env": 'FROM_FILE=1\nQUOTED="two words"\n',
     ".env": "DOTENV_VALUE=from-dotenv\n",
@@ -234,6 +238,10 @@ async def test_stack_started_by_us(stack: StackFactory, compose_bin: str) -> Non
         assert f"{s.name}_{name} is up-to-date" in output, output
     assert "Recreating" not in output, output
     assert "Creating" not in output, output
+    async with await DockerEngine.connect(s.docker_url) as engine:
+        code, output = await engine.exec_run(f"{s.name}_api_1", ["cat", "/run/secrets/renamed"])
+        assert code == 0
+        assert b"s3cret" in output
     s.docker_compose("down", "-v", "-t", "1")
     assert await s.service.ps(s.name) == []
     async with await DockerEngine.connect(s.docker_url) as engine:

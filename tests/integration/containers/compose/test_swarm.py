@@ -37,10 +37,13 @@ services:
     depends_on:
       web: {condition: service_started}
     volumes: ["data:/data"]
+    secrets: [{source: token, target: api-token}]
 networks:
   front: {}
 volumes:
   data: {}
+secrets:
+  token: {file: ./token.txt}
 """
 
 
@@ -75,7 +78,7 @@ async def _running_tasks(engine: DockerEngine, service: str) -> int:
 
 
 async def test_deploy_to_a_single_node_swarm(stack: StackFactory, swarm: str) -> None:
-    s = stack(STACK)
+    s = stack(STACK, files={"token.txt": "s3cret\n"})
     loaded = s.load()
     ns = s.name
     try:
@@ -101,8 +104,10 @@ async def test_deploy_to_a_single_node_swarm(stack: StackFactory, swarm: str) ->
             network = await engine.inspect_network(f"{ns}_front")
             assert network["Driver"] == "overlay"
             assert network["Labels"][NAMESPACE] == ns
-            mounts = by_name[f"{ns}_worker"]["TaskTemplate"]["ContainerSpec"]["Mounts"]
-            assert mounts[0]["Source"] == f"{ns}_data"
+            worker = by_name[f"{ns}_worker"]["TaskTemplate"]["ContainerSpec"]
+            assert worker["Mounts"][0]["Source"] == f"{ns}_data"
+            [secret] = worker["Secrets"]
+            assert (secret["SecretName"], secret["File"]["Name"]) == (f"{ns}_token", "api-token")
             # the tasks run from the local image (no registry)
             for _ in range(120):
                 if await _running_tasks(engine, f"{ns}_web") == 2:
@@ -117,12 +122,14 @@ async def test_deploy_to_a_single_node_swarm(stack: StackFactory, swarm: str) ->
         await remove_stack(swarm, ns)
     async with await DockerEngine.connect(swarm) as engine:
         assert await engine.list_networks(labels={NAMESPACE: ns}) == []
+        label = json.dumps({"label": [f"{NAMESPACE}={ns}"]})
+        assert await engine.docker._query_json("secrets", params={"filters": label}) == []
 
 
 async def test_deploy_needs_a_swarm_manager(stack: StackFactory, docker_engine: str) -> None:
     async with await DockerEngine.connect(docker_engine) as engine:
         if ((await engine.info()).get("Swarm") or {}).get("LocalNodeState") == "active":
             pytest.skip("the engine is in a swarm already")
-    s = stack(STACK)
+    s = stack(STACK, files={"token.txt": "s3cret\n"})
     with pytest.raises(ComposeError, match="not a Swarm manager"):
         await deploy_stack(docker_engine, s.load(), emit=s.emit)
