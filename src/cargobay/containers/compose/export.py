@@ -80,6 +80,10 @@ def config_document(loaded: LoadedProject) -> dict[str, Any]:
         doc["volumes"] = {
             k: v.model_dump(mode="json", exclude_defaults=True) for k, v in project.volumes.items()
         }
+    if project.secrets:
+        doc["secrets"] = {
+            k: v.model_dump(mode="json", exclude_defaults=True) for k, v in project.secrets.items()
+        }
     doc.update(project.extensions)
     return doc
 

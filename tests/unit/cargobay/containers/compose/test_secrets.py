@@ -76,3 +76,18 @@ def test_secret_errors(tmp_path: Path, secrets: str, words: str) -> None:
     assert info.value.service == "a"
     assert info.value.key == "secrets[0]"
     assert words in str(info.value)
+
+
+def test_config_document_keeps_secrets(tmp_path: Path) -> None:
+    from cargobay.containers.compose.export import config_document, dump_yaml
+
+    (tmp_path / "compose.yaml").write_text(TEXT)
+    (tmp_path / "token.txt").write_text("s3cret\n")
+    loaded = load_project(working_dir=tmp_path, env={}, project_name="p")
+    doc = config_document(loaded)
+    assert doc["secrets"] == {"token": {"file": str(tmp_path / "token.txt")},
+                              "ext": {"external": True}}  # fmt: skip
+    again = tmp_path / "again"
+    again.mkdir()
+    (again / "compose.yaml").write_text(dump_yaml(doc))
+    assert load_project(working_dir=again, env={}).project.secrets == loaded.project.secrets
