@@ -201,10 +201,9 @@ def ps(ctx: typer.Context, services: ServicesArg = None, json_out: JsonOpt = Fal
         emit_document(rows, Format.JSON)
         return
     print_table(
-        ["NAME", "SERVICE", "STATE", "STATUS", "PORTS"],
-        [[r["name"], r["service"], r["state"], r["status"], ", ".join(r["ports"])]
-         for r in rows],
-    )  # fmt: skip
+        ["NAME", "SERVICE", "STATUS", "PORTS"],
+        [[r["name"], r["service"], r["status"], ", ".join(r["ports"])] for r in rows],
+    )
 
 
 @app.command("logs")
