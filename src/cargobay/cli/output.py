@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import enum
 import json
+import os
 import sys
 import time
 from collections.abc import Iterable, Iterator, Mapping
@@ -87,8 +88,13 @@ def emit_document(data: Any, fmt: Format) -> None:
 
 
 def _stdout_console() -> Console:
-    # Created per call: tests and callers may swap sys.stdout.
-    return Console(file=sys.stdout, highlight=False, soft_wrap=True)
+    # Created per call: tests and callers may swap sys.stdout.  Piped output is not cut
+    # to 80 columns (rich's default off a terminal): scripts read whole rows, as they do
+    # from `docker ps | ...`.  COLUMNS still wins when set.
+    width = None
+    if not sys.stdout.isatty() and "COLUMNS" not in os.environ:
+        width = 4096
+    return Console(file=sys.stdout, highlight=False, soft_wrap=True, width=width)
 
 
 def _stderr_console() -> Console:

@@ -36,6 +36,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 import cargobay
+from cargobay.daemon import hosts as hosts_api
 from cargobay.daemon.schemas import (
     API_VERSION,
     ERROR_RESPONSES,
@@ -223,9 +224,11 @@ def create_app(state: DaemonState, *, recover: bool = True) -> FastAPI:
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         if recover:
             await state.service.recover()
+        hosts_api.startup(app)
         try:
             yield
         finally:
+            await hosts_api.shutdown(app)
             await state.service.close()
 
     app = FastAPI(
@@ -415,6 +418,7 @@ def create_app(state: DaemonState, *, recover: bool = True) -> FastAPI:
     from cargobay.daemon.compose import router as compose_router
 
     app.include_router(compose_router)
+    app.include_router(hosts_api.router)
     _document_errors_as_400(app)
     return app
 

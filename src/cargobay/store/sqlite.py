@@ -238,6 +238,36 @@ class Store:
         except sqlite3.Error as err:
             raise StoreError(f"cannot delete machine {machine_id}: {err}") from err
 
+    # -- libvirt hosts of the pool ----------------------------------------------------------
+
+    def insert_host(self, host_id: str, uri: str, tags: list[str]) -> None:
+        """Remember a pool host; ``Conflict`` if the id is taken."""
+        try:
+            with self._tx() as conn:
+                conn.execute(
+                    "INSERT INTO hosts (id, uri, tags, added_at) VALUES (?, ?, ?, ?)",
+                    (host_id, uri, json.dumps(tags), datetime.now(UTC).isoformat()),
+                )
+        except sqlite3.IntegrityError as err:
+            raise Conflict(f"host {host_id!r} already exists") from err
+        except sqlite3.Error as err:
+            raise StoreError(f"cannot save host {host_id}: {err}") from err
+
+    def delete_host(self, host_id: str) -> bool:
+        try:
+            with self._tx() as conn:
+                return conn.execute("DELETE FROM hosts WHERE id = ?", (host_id,)).rowcount > 0
+        except sqlite3.Error as err:
+            raise StoreError(f"cannot delete host {host_id}: {err}") from err
+
+    def list_hosts(self) -> list[tuple[str, str, list[str]]]:
+        """``(id, uri, tags)`` of every saved host, in the order they were added."""
+        with self._lock:
+            rows = self._conn.execute(
+                "SELECT id, uri, tags FROM hosts ORDER BY added_at, id"
+            ).fetchall()
+        return [(str(r[0]), str(r[1]), list(json.loads(r[2]))) for r in rows]
+
     def events(self, machine_id: str) -> list[MachineEvent]:
         """The machine's state history, oldest first."""
         with self._lock:
