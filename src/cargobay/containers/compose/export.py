@@ -16,7 +16,7 @@ from typing import Any
 import yaml
 
 from cargobay.containers.compose.loader import LoadedProject
-from cargobay.containers.compose.model import ComposeProject, Service
+from cargobay.containers.compose.model import ComposeProject, Deploy, Service
 from cargobay.containers.compose.spec import image_name, resolve_environment
 from cargobay.containers.compose.values import format_duration
 
@@ -65,6 +65,8 @@ def config_document(loaded: LoadedProject) -> dict[str, Any]:
         for key in ("stop_grace_period",):
             if service.stop_grace_period is not None:
                 body[key] = format_duration(service.stop_grace_period)
+        if service.deploy is not None:
+            body["deploy"] = deploy_document(service.deploy)
         if service.healthcheck is not None:
             for key in ("interval", "timeout", "start_period", "start_interval"):
                 value = getattr(service.healthcheck, key)
@@ -94,12 +96,33 @@ _RESTART_TO_SWARM = {"no": "none", "always": "any", "on-failure": "on-failure",
                      "unless-stopped": "any"}  # fmt: skip
 
 
+def deploy_document(deploy: Deploy) -> dict[str, Any]:
+    """A ``deploy`` section as the file format writes it: durations as ``1m30s``, CPUs and
+    memory as strings (``docker stack deploy`` insists)."""
+    out = deploy.model_dump(mode="json", exclude_defaults=True)
+    if deploy.restart_policy is not None:  # its condition is meaningful even as the default
+        out["restart_policy"] = deploy.restart_policy.model_dump(mode="json", exclude_none=True)
+    for part in ("limits", "reservations"):
+        section = (out.get("resources") or {}).get(part) or {}
+        for key in ("cpus", "memory"):
+            if key in section:
+                section[key] = str(section[key])
+    for part, keys in (("restart_policy", ("delay", "window")),
+                       ("update_config", ("delay", "monitor")),
+                       ("rollback_config", ("delay", "monitor"))):  # fmt: skip
+        section = out.get(part) or {}
+        for key in keys:
+            if section.get(key) is not None:
+                section[key] = format_duration(section[key])
+    return out
+
+
 def _swarm_restart(service: Service, warn: list[str]) -> dict[str, Any] | None:
     if service.deploy is not None and service.deploy.restart_policy is not None:
         if service.restart:
             warn.append(f"service {service.name!r}: 'restart' is ignored by Swarm; "
                         "deploy.restart_policy is used")  # fmt: skip
-        return service.deploy.restart_policy.model_dump(mode="json", exclude_none=True)
+        return deploy_document(service.deploy)["restart_policy"]  # type: ignore[no-any-return]
     if not service.restart:
         return None
     mode, _, count = service.restart.partition(":")
@@ -225,20 +248,16 @@ def export_swarm(loaded: LoadedProject) -> Export:
             ]
         deploy: dict[str, Any] = {}
         if service.deploy is not None:
-            deploy = service.deploy.model_dump(mode="json", exclude_defaults=True)
+            deploy = deploy_document(service.deploy)
             deploy.pop("restart_policy", None)
         deploy["replicas"] = service.replicas
         limits = (deploy.get("resources") or {}).get("limits") or {}
         if service.mem_limit and "memory" not in limits:
-            limits["memory"] = service.mem_limit
+            limits["memory"] = str(service.mem_limit)
         if service.cpus and "cpus" not in limits:
-            limits["cpus"] = service.cpus
+            limits["cpus"] = str(service.cpus)
         if limits:
             deploy.setdefault("resources", {})["limits"] = limits
-        for part in ("limits", "reservations"):
-            section = (deploy.get("resources") or {}).get(part) or {}
-            if "cpus" in section:
-                section["cpus"] = str(section["cpus"])
         policy = _swarm_restart(service, warn)
         if policy is not None:
             deploy["restart_policy"] = policy

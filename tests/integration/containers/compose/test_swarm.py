@@ -13,6 +13,7 @@ import pytest
 from cargobay.containers.compose.swarm import NAMESPACE, deploy_stack, remove_stack
 from cargobay.containers.engine import DockerEngine
 from cargobay.errors import ComposeError
+from tests.support import require_binary
 
 from .conftest import StackFactory
 
@@ -133,3 +134,35 @@ async def test_deploy_needs_a_swarm_manager(stack: StackFactory, docker_engine: 
     s = stack(STACK, files={"token.txt": "s3cret\n"})
     with pytest.raises(ComposeError, match="not a Swarm manager"):
         await deploy_stack(docker_engine, s.load(), emit=s.emit)
+
+
+async def test_exported_file_deploys_with_docker_stack(stack: StackFactory, swarm: str) -> None:
+    """``export --swarm`` writes a file ``docker stack deploy`` (Debian's docker CLI)
+    accepts; the stack's services get the namespace label."""
+    import shutil
+    import subprocess
+
+    from cargobay.containers.compose.export import export_swarm
+
+    docker = require_binary("docker", "Debian: apt-get install docker.io")
+    s = stack(STACK, files={"token.txt": "s3cret\n"})
+    exported = s.directory / "stack.yml"
+    exported.write_text(export_swarm(s.load()).yaml())
+    env = {"PATH": "/usr/bin:/bin", "DOCKER_HOST": swarm, "HOME": str(s.directory)}
+    ns = f"{s.name}x"
+    deployed = await asyncio.to_thread(
+        subprocess.run,
+        [docker, "stack", "deploy", "-c", str(exported), ns],
+        env=env, capture_output=True, text=True, timeout=120, check=False,
+    )  # fmt: skip
+    try:
+        assert deployed.returncode == 0, deployed.stderr
+        async with await DockerEngine.connect(swarm) as engine:
+            services = await engine.docker._query_json(
+                "services", params={"filters": json.dumps({"label": [f"{NAMESPACE}={ns}"]})}
+            )
+            assert sorted(svc["Spec"]["Name"] for svc in services) == [f"{ns}_web",
+                                                                      f"{ns}_worker"]  # fmt: skip
+    finally:
+        await remove_stack(swarm, ns)
+    assert shutil.which(docker)

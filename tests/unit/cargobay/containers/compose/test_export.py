@@ -89,7 +89,7 @@ def test_swarm_file(loaded: LoadedProject) -> None:
                                "published": 8080}  # fmt: skip
     assert web["networks"] == {"front": {"aliases": ["www"]}}
     assert db["deploy"]["replicas"] == 2
-    assert db["deploy"]["resources"]["limits"] == {"cpus": "0.5", "memory": 64 * 2**20}
+    assert db["deploy"]["resources"]["limits"] == {"cpus": "0.5", "memory": str(64 * 2**20)}
     assert db["deploy"]["restart_policy"] == {"condition": "any"}
     assert doc["networks"]["front"]["driver"] == "overlay"
     text = "\n".join(result.warnings)
