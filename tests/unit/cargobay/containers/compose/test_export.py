@@ -153,3 +153,21 @@ def test_stack_service_spec(loaded: LoadedProject) -> None:
     port = {"Protocol": "tcp", "TargetPort": 80, "PublishMode": "ingress", "PublishedPort": 8080}
     assert web["EndpointSpec"]["Ports"][0] == port
     assert web["TaskTemplate"]["ContainerSpec"]["Hosts"] == ["10.0.0.1 h"]
+
+
+@pytest.mark.parametrize("version", ["1.27.0", "1.30.0"])
+def test_kubernetes_manifests_validate_against_the_schemas(
+    loaded: LoadedProject, version: str
+) -> None:
+    """Every exported document is valid for the Kubernetes API (strict: no unknown field),
+    checked with kubernetes-validate's copy of the official JSON schemas."""
+    import kubernetes_validate
+
+    examples = load_project([Path(__file__).parents[5] / "examples/compose/compose.yaml"], env={})
+    for project in (loaded, examples):
+        for doc in export_kubernetes(project, namespace="ns").documents:
+            kubernetes_validate.validate(doc, version, strict=True)
+    broken = export_kubernetes(loaded).documents[1]
+    broken["spec"]["template"]["spec"]["containers"][0]["portz"] = []
+    with pytest.raises(kubernetes_validate.ValidationError):
+        kubernetes_validate.validate(broken, version, strict=True)
