@@ -27,6 +27,7 @@ from cargobay.cli import compose as compose_verbs
 from cargobay.cli import containers as container_verbs
 from cargobay.cli import hosts as host_verbs
 from cargobay.cli import machines as verbs
+from cargobay.cli import scenarios as scenario_verbs
 from cargobay.cli.app import EXIT_CODES_HELP, EXIT_DAEMON, new_app
 from cargobay.cli.inputs import command_text, format_mib, parse_env
 from cargobay.cli.output import (
@@ -65,6 +66,7 @@ app.add_typer(vm_app, name="vm")
 app.add_typer(image_app, name="image")
 app.add_typer(spice_app, name="spice")
 app.add_typer(host_verbs.app, name="host")
+app.add_typer(scenario_verbs.app, name="test")
 app.add_typer(container_verbs.app)  # engine, images, containers (top-level groups)
 app.add_typer(compose_verbs.app, name="compose")
 verbs.register(vm_app, aiva=False)

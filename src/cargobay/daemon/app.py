@@ -419,6 +419,9 @@ def create_app(state: DaemonState, *, recover: bool = True) -> FastAPI:
 
     app.include_router(compose_router)
     app.include_router(hosts_api.router)
+    from cargobay.daemon.scenarios import router as scenarios_router
+
+    app.include_router(scenarios_router)
     _document_errors_as_400(app)
     return app
 

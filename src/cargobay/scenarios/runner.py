@@ -28,7 +28,7 @@ import shutil
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from cargobay.errors import CargoBayError, GuestError
 from cargobay.scenarios import report
@@ -50,6 +50,9 @@ from cargobay.scenarios.schema import (
 )
 from cargobay.scenarios.traffic import TrafficLog
 from cargobay.vmcontrol.qmp import QmpCommandError
+
+if TYPE_CHECKING:
+    from cargobay.vmcontrol.manager import TransportManager
 
 __all__ = ["ScenarioRunner", "StepFailed", "run_scenario"]
 
@@ -453,13 +456,30 @@ async def run_scenario(
     provider: VMProvider | None = None,
     keep_going: bool = False,
     progress: Callable[[str], None] | None = None,
+    pool: TransportManager | None = None,
 ) -> RunResult:
-    """Run ``scenario`` with ``provider`` (default: ``QemuProvider`` from the environment)."""
+    """Run ``scenario`` with ``provider``; by default the local QEMU provider, routed to
+    libvirt for VMs with ``host:`` (from the scenario's ``hosts:`` or from ``pool``, the
+    daemon's host pool)."""
+    manager = None
     if provider is None:
         from cargobay.scenarios.provider import QemuProvider
 
         provider = QemuProvider()
+        if any(vm.host for vm in scenario.vms):
+            from cargobay.scenarios.libvirt_provider import (
+                LibvirtProvider,
+                RoutingProvider,
+                manager_for,
+            )
+
+            manager = await manager_for(scenario.hosts, pool)
+            provider = RoutingProvider(provider, LibvirtProvider(manager))
     runner = ScenarioRunner(
         scenario, provider, report_dir, keep_going=keep_going, progress=progress
     )
-    return await runner.run()
+    try:
+        return await runner.run()
+    finally:
+        if manager is not None:
+            await manager.close()

@@ -138,7 +138,10 @@ class VMDef(_Model):
     display: Literal["none", "vga"] = "none"
     """``vga`` adds a VGA device (q35 only) so ``screenshot`` has a screen to capture."""
     disk_mb: int = Field(default=256, ge=64, le=65536)
-    """Size of the VM's (sparse) data disk."""
+    """Size of the VM's (sparse) data disk (local QEMU VMs; libvirt VMs write to RAM)."""
+    host: str | None = Field(default=None, pattern=_NAME)
+    """A libvirt host: an id from the scenario's ``hosts`` or, run through cargobayd, from
+    its pool (``cargobay host add``).  None: cargobay's own QEMU on this machine."""
 
     @field_validator("memory")
     @classmethod
@@ -170,6 +173,7 @@ class VMDef(_Model):
         return (
             f"{self.name}: image={self.image} cpus={self.cpus} memory={self.memory_mb}MiB "
             f"machine={self.resolved_machine} display={self.display} disk={self.disk_mb}MiB"
+            + (f" host={self.host}" if self.host else "")
         )
 
 
@@ -486,8 +490,24 @@ class Step(_Model):
 class Scenario(_Model):
     name: str = Field(min_length=1)
     description: str = ""
+    hosts: dict[str, str] = Field(default_factory=dict)
+    """libvirt hosts the VMs may run on: id -> URI (qemu:///system, qemu+ssh://...)."""
     vms: list[VMDef] = Field(min_length=1)
     steps: list[Step] = Field(min_length=1)
+
+    @field_validator("hosts")
+    @classmethod
+    def _hosts(cls, value: dict[str, str]) -> dict[str, str]:
+        from cargobay.vmcontrol.uri import LibvirtUri, LibvirtUriError
+
+        for host_id, uri in value.items():
+            if not re.fullmatch(_NAME, host_id):
+                raise ValueError(f"host id {host_id!r} is not a valid name")
+            try:
+                LibvirtUri.parse(uri)
+            except LibvirtUriError as err:
+                raise ValueError(f"host {host_id!r}: {err}") from None
+        return value
 
     _base_dir: Path = PrivateAttr(default_factory=Path.cwd)
     _source: str = PrivateAttr(default="<scenario>")
@@ -513,6 +533,9 @@ class Scenario(_Model):
         lines = [f"scenario {self.name} ({self._source})"]
         if self.description:
             lines.append(f"  {self.description}")
+        if self.hosts:
+            lines.append("hosts:")
+            lines += [f"  {host_id}: {uri}" for host_id, uri in self.hosts.items()]
         lines.append("vms:")
         lines += [f"  {vm.describe()}" for vm in self.vms]
         lines.append("steps:")

@@ -14,10 +14,18 @@ import time
 from dataclasses import asdict, dataclass
 from typing import Any
 
+from cargobay.vmcontrol.libvirt_channels import LibvirtQga, LibvirtQmp
 from cargobay.vmcontrol.qga import QgaClient
 from cargobay.vmcontrol.qmp import QmpConnection
 
-__all__ = ["RecordingQga", "RecordingQmp", "TrafficLog", "TrafficRecord"]
+__all__ = [
+    "RecordingLibvirtQga",
+    "RecordingLibvirtQmp",
+    "RecordingQga",
+    "RecordingQmp",
+    "TrafficLog",
+    "TrafficRecord",
+]
 
 MAX_VALUE_CHARS = 2048
 
@@ -75,8 +83,9 @@ class TrafficLog:
         return json.dumps([r.to_dict() for r in chosen], indent=1)
 
 
-class RecordingQmp(QmpConnection):
-    """A ``QmpConnection`` that writes every command and its outcome to a ``TrafficLog``."""
+class _QmpRecorder:
+    """Mixin: writes every QMP command, its outcome and awaited events to a ``TrafficLog``
+    (put before the client class in the bases)."""
 
     traffic: TrafficLog | None = None
     vm_name: str = ""
@@ -91,7 +100,7 @@ class RecordingQmp(QmpConnection):
         if log is not None:
             log.add(self.vm_name, "qmp", "request", {"execute": command, "arguments": arguments})
         try:
-            result = await super().execute(command, arguments, timeout=timeout)
+            result = await super().execute(command, arguments, timeout=timeout)  # type: ignore[misc]
         except Exception as err:
             if log is not None:
                 log.add(self.vm_name, "qmp", "error", str(err))
@@ -101,14 +110,14 @@ class RecordingQmp(QmpConnection):
         return result
 
     async def wait_event(self, name: str, *, timeout: float | None = None) -> dict[str, Any]:
-        event = await super().wait_event(name, timeout=timeout)
+        event: dict[str, Any] = await super().wait_event(name, timeout=timeout)  # type: ignore[misc]
         if self.traffic is not None:
             self.traffic.add(self.vm_name, "qmp", "event", event)
         return event
 
 
-class RecordingQga(QgaClient):
-    """A ``QgaClient`` that writes every command and its outcome to a ``TrafficLog``."""
+class _QgaRecorder:
+    """Mixin: writes every QGA command and its outcome to a ``TrafficLog``."""
 
     traffic: TrafficLog | None = None
     vm_name: str = ""
@@ -128,7 +137,7 @@ class RecordingQga(QgaClient):
         if log is not None:
             log.add(self.vm_name, "qga", "request", {"execute": command, "arguments": arguments})
         try:
-            result = await super().execute(
+            result = await super().execute(  # type: ignore[misc]
                 command, arguments, timeout=timeout, expect_reply=expect_reply
             )
         except Exception as err:
@@ -138,3 +147,19 @@ class RecordingQga(QgaClient):
         if log is not None:
             log.add(self.vm_name, "qga", "reply", {"return": result})
         return result
+
+
+class RecordingQmp(_QmpRecorder, QmpConnection):
+    """A ``QmpConnection`` (QEMU's socket) that records its traffic."""
+
+
+class RecordingQga(_QgaRecorder, QgaClient):
+    """A ``QgaClient`` (the agent socket) that records its traffic."""
+
+
+class RecordingLibvirtQmp(_QmpRecorder, LibvirtQmp):
+    """QMP through libvirt (``qemuMonitorCommand``), recorded."""
+
+
+class RecordingLibvirtQga(_QgaRecorder, LibvirtQga):
+    """QGA through libvirt (``qemuAgentCommand``), recorded."""

@@ -181,7 +181,10 @@ async def ensure_image(
     result: dict[str, str] = {}
     for role, entry in files.items():
         name = f"{manifest.name}-{entry.sha256[:16]}-{Path(entry.path).name}"
-        lock = _upload_locks.setdefault((host.host_id, name), asyncio.Lock())
+        # Several pool hosts may be one libvirtd (one machine reached over unix, tcp and
+        # ssh): uploads are serialised per machine, not per host id.
+        machine = host.health().hostname or host.host_id
+        lock = _upload_locks.setdefault((machine, name), asyncio.Lock())
         async with lock:
             result[role] = await _ensure_volume(
                 host, pool, name, image_dir / entry.path, entry.size, progress

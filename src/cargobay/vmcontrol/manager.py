@@ -37,6 +37,7 @@ class TransportManager:
     def __init__(self, config: TransportConfig | None = None) -> None:
         self.config = config or TransportConfig()
         self._hosts: dict[str, HostConnection] = {}
+        self._borrowed: set[str] = set()
         self._spice_configs: dict[str, SpiceVmConfig] = {
             vm.vm_id: vm for vm in self.config.spice.vms
         }
@@ -70,11 +71,21 @@ class TransportManager:
                 raise
         return conn.health()
 
+    def adopt(self, conn: HostConnection) -> None:
+        """Share another manager's connection (a scenario run borrows the daemon's pool);
+        it is not closed by this manager."""
+        if conn.host_id in self._hosts:
+            raise Conflict(f"host {conn.host_id!r} is already in the pool")
+        self._hosts[conn.host_id] = conn
+        self._borrowed.add(conn.host_id)
+
     async def remove_host(self, host_id: str) -> None:
         conn = self._hosts.pop(host_id, None)
         if conn is None:
             raise self._unknown(host_id)
-        await conn.close()
+        if host_id not in self._borrowed:
+            await conn.close()
+        self._borrowed.discard(host_id)
 
     def host(self, host_id: str) -> HostConnection:
         try:
@@ -183,7 +194,9 @@ class TransportManager:
                 with contextlib.suppress(Exception):
                     await conn.close()
         hosts, self._hosts = self._hosts, {}
-        await asyncio.gather(*(c.close() for c in hosts.values()), return_exceptions=True)
+        owned = [c for k, c in hosts.items() if k not in self._borrowed]
+        self._borrowed.clear()
+        await asyncio.gather(*(c.close() for c in owned), return_exceptions=True)
 
     async def __aenter__(self) -> TransportManager:
         await self.start()
