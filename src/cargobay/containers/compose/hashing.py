@@ -290,19 +290,13 @@ def _build_string_dict(source: Mapping[str, Any]) -> dict[str, str]:
     return {k: str(v if v is not None else "") for k, v in source.items()}
 
 
-def compose129_config_dict(
-    project: ComposeProject,
-    service_name: str,
-    raw: Mapping[str, Any],
-    environment: Mapping[str, str],
-    image_id: str | None,
-) -> dict[str, Any]:
-    """The structure docker-compose 1.29.2 hashes for a service (module docstring)."""
-    working_dir = project.working_dir
-    options: dict[str, Any] = convert(copy.deepcopy(dict(raw)))
-
-    # process_service
-    env_files = [_expand_path(working_dir, p) for p in _as_list(options.get("env_file"))]
+def process_service_129(options: dict[str, Any], working_dir: str) -> dict[str, Any]:
+    """1.29's ``process_service`` on a converted service dict (in place, returned):
+    paths made absolute against ``working_dir``, ports parsed into tuples, labels and
+    ``depends_on`` as mappings, health check durations in nanoseconds.  Running it twice
+    gives the same result (1.29 runs it on an ``extends`` base, then on the merge)."""
+    if "env_file" in options:
+        options["env_file"] = [_expand_path(working_dir, p) for p in _as_list(options["env_file"])]
     if "build" in options:
         build = options["build"]
         if isinstance(build, str):
@@ -334,11 +328,31 @@ def compose129_config_dict(
             if key in health and not isinstance(health[key], int):
                 health[key] = _nanoseconds(health[key])
     if "ports" in options:
-        options["ports"] = [
-            list(port) for spec in options["ports"] for port in parse_port_129(spec)
-        ]
+        options["ports"] = [port for spec in options["ports"] for port in parse_port_129(spec)]
     if options.get("security_opt"):
-        options["security_opt"] = [[value, None] for value in options["security_opt"]]
+        options["security_opt"] = [
+            [value, None] if isinstance(value, str) else value for value in options["security_opt"]
+        ]
+
+    return options
+
+
+def compose129_config_dict(
+    project: ComposeProject,
+    service_name: str,
+    raw: Mapping[str, Any],
+    environment: Mapping[str, str],
+    image_id: str | None,
+) -> dict[str, Any]:
+    """The structure docker-compose 1.29.2 hashes for a service (module docstring)."""
+    working_dir = project.working_dir
+    options: dict[str, Any] = convert(copy.deepcopy(dict(raw)))
+
+    options = process_service_129(options, working_dir)
+    env_files = list(_as_list(options.get("env_file")))
+    options["ports"] = [list(port) for port in options.get("ports", [])]
+    if not options["ports"] and "ports" not in raw:
+        del options["ports"]
 
     # finalize_service
     if "environment" in options or "env_file" in options:

@@ -31,6 +31,7 @@ from typing import Any
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from cargobay.containers.compose.extends import resolve_extends, resolve_extends_129
 from cargobay.containers.compose.hashing import convert
 from cargobay.containers.compose.interpolation import (
     InterpolationError,
@@ -198,7 +199,7 @@ def _validation_error(
     return _error(file, msg, service, _loc(key_parts) or None)
 
 
-_NOT_YET = {"configs", "extends", "include", "volumes_from", "external_links",
+_NOT_YET = {"configs", "include", "volumes_from", "external_links",
             "develop", "models"}  # fmt: skip
 _TYPE_TAGS = {"str", "int", "float", "bool", "list[str]", "dict[str,str]", "none"}
 
@@ -370,6 +371,30 @@ def load_project(
                 body = {**body, "file": _expand(str(body["file"]), project_dir)}
             secrets[name] = {**secrets.get(name, {}), **body}
 
+    cache: dict[Path, dict[str, dict[str, Any]]] = {}
+
+    def load_other(path: Path) -> dict[str, dict[str, Any]]:
+        """Another file's services, interpolated (for ``extends: {file: ...}``)."""
+        if path not in cache:
+            raw_other = _read_yaml(path)
+            try:
+                other = interpolate_tree(raw_other, variables, on_missing=on_missing)
+            except InterpolationError as err:
+                raise _error(str(path), err.message, key=err.path) from err
+            cache[path] = {k: dict(v or {}) for k, v in (other.get("services") or {}).items()}
+        return cache[path]
+
+    for svc in list(merged_services):
+        merged_services[svc] = resolve_extends(
+            svc,
+            merged_services[svc],
+            file=Path(service_files[svc]),
+            project_dir=project_dir,
+            services=merged_services,
+            load_file=load_other,
+            merge=_merge_service,
+        )
+
     name_source = project_name or variables.get("COMPOSE_PROJECT_NAME") or top_name
     name = normalize_project_name(name_source or project_dir.name)
     if not name:
@@ -413,7 +438,22 @@ def load_project(
     project = _resolve_paths(project, project_dir, variables)
     validate_project(project, service_files, disabled)
     as_129 = merge_files(per_file)
-    raw = {svc: as_129[svc] for svc in merged_services if svc not in disabled}
+
+    def load_other_129(path: Path) -> dict[str, dict[str, Any]]:
+        return {k: convert(v) for k, v in load_other(path).items()}
+
+    raw = {
+        svc: resolve_extends_129(
+            svc,
+            as_129[svc],
+            file=paths[0],
+            working_dir=project_dir,
+            services=per_file[0],
+            load_file=load_other_129,
+        )
+        for svc in merged_services
+        if svc not in disabled
+    }
     return LoadedProject(
         project=project,
         raw_services=raw,

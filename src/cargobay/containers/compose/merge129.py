@@ -328,7 +328,12 @@ def merge_files(files: Sequence[Mapping[str, Mapping[str, Any]]]) -> dict[str, d
     def merge(
         base: Mapping[str, Mapping[str, Any]], override: Mapping[str, Mapping[str, Any]]
     ) -> dict[str, dict[str, Any]]:
-        names = set(base) | set(override)
-        return {n: merge_service(base.get(n, {}), override.get(n, {})) for n in names}
+        out = {}
+        for n in set(base) | set(override):
+            b, o = base.get(n, {}), override.get(n, {})
+            out[n] = merge_service(b, o)
+            if "extends" in o or "extends" in b:  # merge_service_dicts_from_files keeps it
+                out[n]["extends"] = o.get("extends", b.get("extends"))
+        return out
 
     return reduce(merge, files[1:], {n: dict(b) for n, b in files[0].items()})

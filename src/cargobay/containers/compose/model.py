@@ -315,6 +315,8 @@ class Service(_Strict):
     """One service, in normal form.  ``name`` is filled in from its key."""
 
     name: str = ""
+    extends: str | dict[str, str] | None = None
+    """Resolved by the loader (``extends``); None in a loaded project."""
     image: str | None = None
     build: BuildConfig | None = None
     command: Command | None = None

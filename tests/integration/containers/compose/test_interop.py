@@ -207,6 +207,46 @@ async def test_config_hash_matches_for_less_common_keys(
     assert theirs == ours
 
 
+EXTENDED = """
+services:
+  base:
+    image: BUSYBOX
+    command: ["sleep", "300"]
+    environment: [FROM_BASE=1, SHARED=base]
+    volumes: ["./data:/data"]
+    cap_add: [SYS_TIME]
+    ports: ["127.0.0.1::90"]
+    healthcheck: {test: "true", interval: 2s}
+  mid:
+    extends: base
+    environment: {MID: "1"}
+"""
+EXTENDING = """
+services:
+  web:
+    extends: {file: common/base.yml, service: mid}
+    environment: [SHARED=web]
+    cap_add: [NET_ADMIN]
+    stop_signal: SIGKILL
+  again:
+    extends: web
+    labels: {again: "yes"}
+"""
+
+
+async def test_config_hash_matches_with_extends(stack: StackFactory, compose_bin: str) -> None:
+    """``extends`` from another file (nested) and the same file: 1.29 processes the base in
+    its own directory, then merges; the hashes agree and an `up` by one tool is
+    up to date for the other."""
+    s = stack(EXTENDING, files={"common/base.yml": EXTENDED})
+    assert _their_hashes(s) == await _our_hashes(s)
+    await s.service.up(s.load())
+    result = s.docker_compose("up", "-d")
+    output = result.stdout + result.stderr
+    assert f"{s.name}_web_1 is up-to-date" in output, output
+    assert f"{s.name}_again_1 is up-to-date" in output, output
+
+
 async def test_stack_started_by_docker_compose(stack: StackFactory, compose_bin: str) -> None:
     s = stack(RICH, files=FILES)
     s.docker_compose("up", "-d")
