@@ -82,12 +82,18 @@ def config_document(loaded: LoadedProject) -> dict[str, Any]:
         doc["volumes"] = {
             k: v.model_dump(mode="json", exclude_defaults=True) for k, v in project.volumes.items()
         }
-    if project.secrets:
-        doc["secrets"] = {
-            k: v.model_dump(mode="json", exclude_defaults=True) for k, v in project.secrets.items()
-        }
+    _top_level_files(project, doc)
     doc.update(project.extensions)
     return doc
+
+
+def _top_level_files(project: ComposeProject, doc: dict[str, Any]) -> None:
+    for section in ("secrets", "configs"):
+        entries = getattr(project, section)
+        if entries:
+            doc[section] = {
+                k: v.model_dump(mode="json", exclude_defaults=True) for k, v in entries.items()
+            }
 
 
 # -- Swarm --------------------------------------------------------------------------------
@@ -242,10 +248,10 @@ def export_swarm(loaded: LoadedProject) -> Export:
             out["cap_add"] = list(service.cap_add)
         if service.cap_drop:
             out["cap_drop"] = list(service.cap_drop)
-        if service.secrets:
-            out["secrets"] = [
-                secret.model_dump(mode="json", exclude_none=True) for secret in service.secrets
-            ]
+        for section in ("secrets", "configs"):
+            refs = getattr(service, section)
+            if refs:
+                out[section] = [ref.model_dump(mode="json", exclude_none=True) for ref in refs]
         deploy: dict[str, Any] = {}
         if service.deploy is not None:
             deploy = deploy_document(service.deploy)
@@ -264,10 +270,7 @@ def export_swarm(loaded: LoadedProject) -> Export:
         out["deploy"] = deploy
         services[name] = out
     doc: dict[str, Any] = {"version": "3.8", "services": services}
-    if project.secrets:
-        doc["secrets"] = {
-            k: v.model_dump(mode="json", exclude_defaults=True) for k, v in project.secrets.items()
-        }
+    _top_level_files(project, doc)
     networks: dict[str, Any] = {}
     for key, cfg_net in project.networks.items():
         body = cfg_net.model_dump(mode="json", exclude_defaults=True)
@@ -439,9 +442,9 @@ def export_kubernetes(
         if service.depends_on:
             warn.append(f"service {name!r}: depends_on is not exported; Kubernetes starts pods "
                         "in any order (use readiness probes and retries)")  # fmt: skip
-        if service.secrets:
-            warn.append(f"service {name!r}: secrets are not exported; create Kubernetes "
-                        "Secrets and mount them yourself")  # fmt: skip
+        if service.secrets or service.configs:
+            warn.append(f"service {name!r}: secrets and configs are not exported; create "
+                        "Kubernetes Secrets/ConfigMaps and mount them yourself")  # fmt: skip
         for key in ("container_name", "mac_address", "network_mode", "links"):
             if getattr(service, key):
                 warn.append(f"service {name!r}: '{key}' has no Kubernetes equivalent; ignored")

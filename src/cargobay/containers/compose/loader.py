@@ -77,6 +77,7 @@ class _FileModel(BaseModel):
     networks: dict[str, NetworkConfig] = Field(default_factory=dict)
     volumes: dict[str, VolumeConfig] = Field(default_factory=dict)
     secrets: dict[str, SecretConfig] = Field(default_factory=dict)
+    configs: dict[str, SecretConfig] = Field(default_factory=dict)
 
 
 @dataclass
@@ -194,13 +195,12 @@ def _validation_error(
     if len(key_parts) >= 2 and key_parts[0] == "services":
         service = str(key_parts[1])
         key_parts = key_parts[2:]
-    elif len(key_parts) >= 2 and key_parts[0] in ("networks", "volumes", "secrets"):
+    elif len(key_parts) >= 2 and key_parts[0] in ("networks", "volumes", "secrets", "configs"):
         key_parts = [f"{key_parts[0]}.{key_parts[1]}", *key_parts[2:]]
     return _error(file, msg, service, _loc(key_parts) or None)
 
 
-_NOT_YET = {"configs", "include", "volumes_from", "external_links",
-            "develop", "models"}  # fmt: skip
+_NOT_YET = {"include", "volumes_from", "external_links", "develop", "models"}
 _TYPE_TAGS = {"str", "int", "float", "bool", "list[str]", "dict[str,str]", "none"}
 
 
@@ -325,6 +325,7 @@ def load_project(
     networks: dict[str, Any] = {}
     volumes: dict[str, Any] = {}
     secrets: dict[str, Any] = {}
+    configs: dict[str, Any] = {}
     extensions: dict[str, Any] = {}
     top_name: str | None = None
     for path in paths:
@@ -338,12 +339,12 @@ def load_project(
             raise _error(str(path), err.message, service, key or None) from err
         for key in [k for k in data if k.startswith("x-")]:
             extensions[key] = data.pop(key)
-        for section in ("services", "networks", "volumes", "secrets"):
+        for section in ("services", "networks", "volumes", "secrets", "configs"):
             if section in data and data[section] is None:
                 data[section] = {}
             if section in data and not isinstance(data[section], dict):
                 raise _error(str(path), f"'{section}' must be a mapping", key=section)
-        for section in ("networks", "volumes", "secrets"):
+        for section in ("networks", "volumes", "secrets", "configs"):
             if section in data:
                 data[section] = _named_entries(data[section])
         services = data.get("services") or {}
@@ -366,10 +367,11 @@ def load_project(
             networks[name] = {**networks.get(name, {}), **body}
         for name, body in (data.get("volumes") or {}).items():
             volumes[name] = {**volumes.get(name, {}), **body}
-        for name, body in (data.get("secrets") or {}).items():
-            if body.get("file"):
-                body = {**body, "file": _expand(str(body["file"]), project_dir)}
-            secrets[name] = {**secrets.get(name, {}), **body}
+        for section, found in (("secrets", secrets), ("configs", configs)):
+            for name, body in (data.get(section) or {}).items():
+                if body.get("file"):
+                    body = {**body, "file": _expand(str(body["file"]), project_dir)}
+                found[name] = {**found.get(name, {}), **body}
 
     cache: dict[Path, dict[str, dict[str, Any]]] = {}
 
@@ -431,6 +433,7 @@ def load_project(
             networks=networks,
             volumes=volumes,
             secrets=secrets,
+            configs=configs,
             extensions=extensions,
         )
     except ValidationError as err:
@@ -538,18 +541,24 @@ def validate_project(
                 name,
                 "container_name",
             )
-        for index, secret in enumerate(service.secrets):
-            defined = project.secrets.get(secret.source)
-            if defined is None:
-                raise _error(file, f"secret {secret.source!r} is not defined under the "
-                             "top-level 'secrets'", name, f"secrets[{index}]")  # fmt: skip
-            if defined.environment is not None:
-                raise _error(file, f"secret {secret.source!r} comes from an environment "
-                             "variable, which cargobay compose does not support yet; use "
-                             "'file:'", name, f"secrets[{index}]")  # fmt: skip
-            if not defined.external and not (defined.file and Path(defined.file).is_file()):
-                raise _error(file, f"secret {secret.source!r}: file {defined.file} does not "
-                             "exist", name, f"secrets[{index}]")  # fmt: skip
+        for section, refs, defined_all in (
+            ("secrets", service.secrets, project.secrets),
+            ("configs", service.configs, project.configs),
+        ):
+            kind = section[:-1]
+            for index, ref in enumerate(refs):
+                where = f"{section}[{index}]"
+                defined = defined_all.get(ref.source)
+                if defined is None:
+                    raise _error(file, f"{kind} {ref.source!r} is not defined under the "
+                                 f"top-level '{section}'", name, where)  # fmt: skip
+                if defined.environment is not None:
+                    raise _error(file, f"{kind} {ref.source!r} comes from an environment "
+                                 "variable, which cargobay compose does not support yet; use "
+                                 "'file:'", name, where)  # fmt: skip
+                if not defined.external and not (defined.file and Path(defined.file).is_file()):
+                    raise _error(file, f"{kind} {ref.source!r}: file {defined.file} does not "
+                                 "exist", name, where)  # fmt: skip
         for env_path in service.env_file:
             if not Path(env_path).is_file():
                 raise _error(file, f"env file {env_path} does not exist", name, "env_file")

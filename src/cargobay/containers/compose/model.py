@@ -29,6 +29,7 @@ __all__ = [
     "PortConfig",
     "SecretConfig",
     "Service",
+    "ServiceConfigRef",
     "ServiceNetwork",
     "ServiceSecret",
     "VolumeConfig",
@@ -308,6 +309,16 @@ class ServiceSecret(_Strict):
         return f"/run/secrets/{self.target}"
 
 
+class ServiceConfigRef(ServiceSecret):
+    """A config a service mounts, at ``/<source>`` or its ``target``."""
+
+    @property
+    def path(self) -> str:
+        if self.target is None:
+            return f"/{self.source}"
+        return self.target if self.target.startswith("/") else f"/{self.target}"
+
+
 RestartMode = Annotated[str, BeforeValidator(lambda v: "no" if v is False else v)]
 
 
@@ -371,6 +382,7 @@ class Service(_Strict):
     security_opt: list[str] = Field(default_factory=list)
     devices: list[str] = Field(default_factory=list)
     secrets: list[ServiceSecret] = Field(default_factory=list)
+    configs: list[ServiceConfigRef] = Field(default_factory=list)
 
     @field_validator("restart")
     @classmethod
@@ -461,7 +473,7 @@ class VolumeConfig(_Strict):
 
 
 class SecretConfig(_Strict):
-    """A top-level secret: a file (mounted read-only), or external (Swarm only)."""
+    """A top-level secret or config: a file (mounted read-only), or external (Swarm)."""
 
     name: str | None = None
     file: str | None = None
@@ -495,6 +507,7 @@ class ComposeProject(BaseModel):
     networks: dict[str, NetworkConfig] = Field(default_factory=dict)
     volumes: dict[str, VolumeConfig] = Field(default_factory=dict)
     secrets: dict[str, SecretConfig] = Field(default_factory=dict)
+    configs: dict[str, SecretConfig] = Field(default_factory=dict)
     extensions: dict[str, Any] = Field(default_factory=dict)
 
     def network_name(self, key: str) -> str:

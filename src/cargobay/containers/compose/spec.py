@@ -199,12 +199,13 @@ def container_create_body(
         if mount.type == "bind" and mount.bind is not None and mount.bind.propagation:
             entry["BindOptions"] = {"Propagation": mount.bind.propagation}
         mounts.append(entry)
-    for secret in service.secrets:
-        defined = project.secrets.get(secret.source)
+    refs = [(r, project.secrets.get(r.source)) for r in service.secrets]
+    refs += [(r, project.configs.get(r.source)) for r in service.configs]
+    for ref, defined in refs:
         if defined is None or defined.external or not defined.file:
-            continue  # external secrets exist only in a Swarm (docker-compose skips them too)
+            continue  # external ones exist only in a Swarm (docker-compose skips them too)
         mounts.append(
-            {"Type": "bind", "Source": defined.file, "Target": secret.path, "ReadOnly": True}
+            {"Type": "bind", "Source": defined.file, "Target": ref.path, "ReadOnly": True}
         )
     if anonymous:
         config["Volumes"] = anonymous

@@ -53,8 +53,11 @@ def stack_network_name(stack: str, key: str, project: ComposeProject) -> str:
     return f"{stack}_{key}"
 
 
-def stack_secret_name(stack: str, key: str, project: ComposeProject) -> str:
-    cfg = project.secrets.get(key)
+def stack_secret_name(
+    stack: str, key: str, project: ComposeProject, section: str = "secrets"
+) -> str:
+    """The Swarm name of a stack's secret (or config, with ``section="configs"``)."""
+    cfg = getattr(project, section).get(key)
     if cfg is not None and (cfg.external or cfg.name):
         return cfg.name or key
     return f"{stack}_{key}"
@@ -134,6 +137,15 @@ def stack_service_spec(
         })  # fmt: skip
     if secrets:
         container["Secrets"] = secrets
+    configs = []
+    for config in service.configs:
+        configs.append({
+            "ConfigName": stack_secret_name(stack, config.source, project, "configs"),
+            "File": {"Name": config.path, "UID": config.uid or "0", "GID": config.gid or "0",
+                     "Mode": config.mode if config.mode is not None else 0o444},
+        })  # fmt: skip
+    if configs:
+        container["Configs"] = configs
     if service.healthcheck is not None:
         hc = service.healthcheck
         health: dict[str, Any] = {"Test": ["NONE"] if hc.disable else (hc.test or [])}
@@ -262,7 +274,8 @@ async def deploy_stack(
                     options=dict(cfg.driver_opts) if cfg else None,
                 )
             networks.append(name)
-        secret_ids = await _ensure_secrets(engine, project, emit)
+        secret_ids = await _ensure_objects(engine, project, "secrets", emit)
+        config_ids = await _ensure_objects(engine, project, "configs", emit)
         existing = {
             s["Spec"]["Name"]: s
             for s in await _query(
@@ -276,6 +289,8 @@ async def deploy_stack(
             spec = stack_service_spec(project, service, loaded.environment)
             for entry in spec["TaskTemplate"]["ContainerSpec"].get("Secrets", []):
                 entry["SecretID"] = secret_ids[entry["SecretName"]]
+            for entry in spec["TaskTemplate"]["ContainerSpec"].get("Configs", []):
+                entry["ConfigID"] = config_ids[entry["ConfigName"]]
             current = existing.get(spec["Name"])
             if current is None:
                 emit(
@@ -309,26 +324,26 @@ async def deploy_stack(
         return {"stack": stack, "networks": networks, "services": services}
 
 
-async def _ensure_secrets(
-    engine: DockerEngine, project: ComposeProject, emit: Callable[[Event], None]
+async def _ensure_objects(
+    engine: DockerEngine, project: ComposeProject, section: str, emit: Callable[[Event], None]
 ) -> dict[str, str]:
-    """Swarm secrets by name -> id: existing ones as they are (secrets cannot change),
-    the project's file secrets created from their files."""
-    listed = await _query(engine, "secrets")
+    """Swarm secrets (or configs) by name -> id: existing ones as they are (they cannot
+    change), the project's file ones created from their files."""
+    listed = await _query(engine, section)
     ids = {str(s["Spec"]["Name"]): str(s["ID"]) for s in listed}
-    used = {secret.source for service in project.services.values() for secret in service.secrets}
+    used = {ref.source for svc in project.services.values() for ref in getattr(svc, section)}
     for key in sorted(used):
-        cfg = project.secrets[key]
-        name = stack_secret_name(project.name, key, project)
+        cfg = getattr(project, section)[key]
+        name = stack_secret_name(project.name, key, project, section)
         if name in ids:
             continue
         if cfg.external or not cfg.file:
-            raise ComposeError(f"external secret {name} does not exist in the swarm")
+            raise ComposeError(f"external {section[:-1]} {name} does not exist in the swarm")
         data = await asyncio.to_thread(Path(cfg.file).read_bytes)
-        emit({"type": "progress", "resource": "secret", "name": name, "status": "Creating"})
+        emit({"type": "progress", "resource": section[:-1], "name": name, "status": "Creating"})
         created = await _query(
             engine,
-            "secrets/create",
+            f"{section}/create",
             "POST",
             data=json.dumps({"Name": name, "Data": base64.b64encode(data).decode(),
                              "Labels": {**cfg.labels, NAMESPACE: project.name}}),
@@ -356,11 +371,12 @@ async def remove_stack(engine_url: str | None, stack: str, *, timeout: float = 6
                 names = ", ".join(str(n.get("Name")) for n in networks)
                 raise ComposeError(f"stack {stack}: networks {names} are still in use")
             await asyncio.sleep(0.5)
-        while secrets := await _query(engine, "secrets", params={"filters": label}):
-            for secret in secrets:
-                with contextlib.suppress(ComposeError):  # still used by a task going away
-                    await _query(engine, f"secrets/{secret['ID']}", "DELETE")
-            if loop.time() > deadline:
-                names = ", ".join(str(s["Spec"]["Name"]) for s in secrets)
-                raise ComposeError(f"stack {stack}: secrets {names} are still in use")
-            await asyncio.sleep(0.5)
+        for section in ("secrets", "configs"):
+            while objects := await _query(engine, section, params={"filters": label}):
+                for obj in objects:
+                    with contextlib.suppress(ComposeError):  # used by a task going away
+                        await _query(engine, f"{section}/{obj['ID']}", "DELETE")
+                if loop.time() > deadline:
+                    names = ", ".join(str(o["Spec"]["Name"]) for o in objects)
+                    raise ComposeError(f"stack {stack}: {section} {names} are still in use")
+                await asyncio.sleep(0.5)

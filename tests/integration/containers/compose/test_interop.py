@@ -58,6 +58,7 @@ services:
       back: {aliases: [api1]}
       default:
     secrets: [token, {source: token, target: renamed}]
+    configs: [{source: settings, target: /etc/app.conf}]
     x-note: extension
   db:
     image: BUSYBOX
@@ -81,8 +82,11 @@ volumes:
   data: {}
 secrets:
   token: {file: ./token.txt}
+configs:
+  settings: {file: ./app.conf}
 """
 FILES = {
+    "app.conf": "level=debug\n",
     "token.txt": "s3cret\n",
     "ctx/Dockerfile": "FROM BUSYBOX\nARG FLAVOUR\nLABEL flavour=$FLAVOUR\n",
     "app.env": 'FROM_FILE=1\nQUOTED="two words"\n',
@@ -282,6 +286,9 @@ async def test_stack_started_by_us(stack: StackFactory, compose_bin: str) -> Non
         code, output = await engine.exec_run(f"{s.name}_api_1", ["cat", "/run/secrets/renamed"])
         assert code == 0
         assert b"s3cret" in output
+        code, output = await engine.exec_run(f"{s.name}_api_1", ["cat", "/etc/app.conf"])
+        assert code == 0
+        assert b"level=debug" in output
     s.docker_compose("down", "-v", "-t", "1")
     assert await s.service.ps(s.name) == []
     async with await DockerEngine.connect(s.docker_url) as engine:

@@ -39,13 +39,19 @@ services:
       web: {condition: service_started}
     volumes: ["data:/data"]
     secrets: [{source: token, target: api-token}]
+    configs: [{source: settings, target: /etc/app.conf}]
 networks:
   front: {}
 volumes:
   data: {}
 secrets:
   token: {file: ./token.txt}
+configs:
+  settings: {file: ./app.conf}
 """
+
+
+FILES = {"token.txt": "s3cret\n", "app.conf": "level=debug\n"}
 
 
 @pytest.fixture
@@ -79,7 +85,7 @@ async def _running_tasks(engine: DockerEngine, service: str) -> int:
 
 
 async def test_deploy_to_a_single_node_swarm(stack: StackFactory, swarm: str) -> None:
-    s = stack(STACK, files={"token.txt": "s3cret\n"})
+    s = stack(STACK, files=FILES)
     loaded = s.load()
     ns = s.name
     try:
@@ -109,6 +115,11 @@ async def test_deploy_to_a_single_node_swarm(stack: StackFactory, swarm: str) ->
             assert worker["Mounts"][0]["Source"] == f"{ns}_data"
             [secret] = worker["Secrets"]
             assert (secret["SecretName"], secret["File"]["Name"]) == (f"{ns}_token", "api-token")
+            [config] = worker["Configs"]
+            assert (config["ConfigName"], config["File"]["Name"]) == (
+                f"{ns}_settings",
+                "/etc/app.conf",
+            )
             # the tasks run from the local image (no registry)
             for _ in range(120):
                 if await _running_tasks(engine, f"{ns}_web") == 2:
@@ -125,13 +136,14 @@ async def test_deploy_to_a_single_node_swarm(stack: StackFactory, swarm: str) ->
         assert await engine.list_networks(labels={NAMESPACE: ns}) == []
         label = json.dumps({"label": [f"{NAMESPACE}={ns}"]})
         assert await engine.docker._query_json("secrets", params={"filters": label}) == []
+        assert await engine.docker._query_json("configs", params={"filters": label}) == []
 
 
 async def test_deploy_needs_a_swarm_manager(stack: StackFactory, docker_engine: str) -> None:
     async with await DockerEngine.connect(docker_engine) as engine:
         if ((await engine.info()).get("Swarm") or {}).get("LocalNodeState") == "active":
             pytest.skip("the engine is in a swarm already")
-    s = stack(STACK, files={"token.txt": "s3cret\n"})
+    s = stack(STACK, files=FILES)
     with pytest.raises(ComposeError, match="not a Swarm manager"):
         await deploy_stack(docker_engine, s.load(), emit=s.emit)
 
@@ -145,7 +157,7 @@ async def test_exported_file_deploys_with_docker_stack(stack: StackFactory, swar
     from cargobay.containers.compose.export import export_swarm
 
     docker = require_binary("docker", "Debian: apt-get install docker.io")
-    s = stack(STACK, files={"token.txt": "s3cret\n"})
+    s = stack(STACK, files=FILES)
     exported = s.directory / "stack.yml"
     exported.write_text(export_swarm(s.load()).yaml())
     env = {"PATH": "/usr/bin:/bin", "DOCKER_HOST": swarm, "HOME": str(s.directory)}

@@ -325,6 +325,6 @@ def test_bare_project_is_known_by_name_only(tmp_path: Path) -> None:
 
 
 def test_spec_keys_not_supported_yet_say_so(tmp_path: Path) -> None:
-    err = error_of(tmp_path, "services:\n  web:\n    image: x\n    configs: [s]\n")
-    assert err.key == "configs"
+    err = error_of(tmp_path, "services:\n  web:\n    image: x\n    volumes_from: [s]\n")
+    assert err.key == "volumes_from"
     assert "not supported by cargobay compose yet" in str(err)

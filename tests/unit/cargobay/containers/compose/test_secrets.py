@@ -91,3 +91,31 @@ def test_config_document_keeps_secrets(tmp_path: Path) -> None:
     again.mkdir()
     (again / "compose.yaml").write_text(dump_yaml(doc))
     assert load_project(working_dir=again, env={}).project.secrets == loaded.project.secrets
+
+
+def test_configs(tmp_path: Path) -> None:
+    (tmp_path / "compose.yaml").write_text(
+        "services:\n  a:\n    image: x\n"
+        "    configs: [settings, {source: settings, target: /etc/app.conf}]\n"
+        "configs:\n  settings: {file: ./app.conf}\n"
+    )
+    (tmp_path / "app.conf").write_text("level=debug\n")
+    loaded = load_project(working_dir=tmp_path, env={}, project_name="p")
+    project = loaded.project
+    service = project.services["a"]
+    assert [c.path for c in service.configs] == ["/settings", "/etc/app.conf"]
+    mounts = container_create_body(project, service, 1, config_hash="h", environment={}).body[
+        "HostConfig"
+    ]["Mounts"]
+    assert [m["Target"] for m in mounts] == ["/settings", "/etc/app.conf"]
+    # docker-compose 1.29 ignores configs (Swarm only): not in its hash
+    hashed = compose129_config_dict(project, "a", loaded.raw_services["a"], {}, None)
+    assert "configs" not in hashed["options"]
+    assert export_swarm(loaded).documents[0]["configs"] == {
+        "settings": {"file": str(tmp_path / "app.conf")}
+    }
+    spec = stack_service_spec(project, service, {})
+    assert spec["TaskTemplate"]["ContainerSpec"]["Configs"][1]["File"]["Name"] == "/etc/app.conf"
+    (tmp_path / "app.conf").unlink()
+    with pytest.raises(ComposeFileError, match=r"config 'settings': file .* does not exist"):
+        load_project(working_dir=tmp_path, env={})
