@@ -149,8 +149,10 @@ class UpExecutor:
         environment_file: str | None,
         emit: EventSink,
         wait_timeout: float = 300.0,
+        rehash: Callable[[str, Mapping[str, str]], str] | None = None,
     ) -> None:
         self.engine = engine
+        self.rehash = rehash
         self.project = project
         self.hashes = hashes
         self.environment = environment
@@ -216,11 +218,14 @@ class UpExecutor:
             early: list[tuple[str, str]] = []
             if (
                 plan.create
-                and not service.links
-                and not (service.network_mode or "").startswith(("service:", "container:"))
+                and not service.implicit_dependencies
+                and not (service.network_mode or "").startswith("container:")
             ):
                 early = list(await asyncio.gather(*(self._make(name, n) for n in plan.create)))
                 plan = dataclasses.replace(plan, create=[])
+            for dep in service.implicit_dependencies:  # created (and started) first
+                if dep in self._started:
+                    await self._started[dep].wait()
             for dep, condition in service.depends_on.items():
                 if dep not in self._started:
                     continue
@@ -280,11 +285,16 @@ class UpExecutor:
         self._containers[name] = sorted(set(containers), key=lambda item: item[1])
 
     def _spec(self, service: str, number: int) -> ContainerSpec:
+        config_hash = self.hashes[service]
+        if self.rehash is not None and self.project.services[service].implicit_dependencies:
+            # 1.29 hashes `service:NAME` modes as NAME's container id, known only now
+            ids = {name: found[-1][0] for name, found in self._containers.items() if found}
+            config_hash = self.rehash(service, ids)
         return container_create_body(
             self.project,
             self.project.services[service],
             number,
-            config_hash=self.hashes[service],
+            config_hash=config_hash,
             environment=self.environment,
             environment_file=self.environment_file,
         )

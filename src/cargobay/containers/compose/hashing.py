@@ -343,8 +343,14 @@ def compose129_config_dict(
     raw: Mapping[str, Any],
     environment: Mapping[str, str],
     image_id: str | None,
+    service_containers: Mapping[str, str] | None = None,
 ) -> dict[str, Any]:
-    """The structure docker-compose 1.29.2 hashes for a service (module docstring)."""
+    """The structure docker-compose 1.29.2 hashes for a service (module docstring).
+
+    ``service_containers`` maps a service to the id of its running container, for
+    ``ipc: service:NAME``, which 1.29 hashes as ``container:<id>`` (None when it does not
+    run); ``network_mode: service:NAME`` is hashed as NAME."""
+    running = service_containers or {}
     working_dir = project.working_dir
     options: dict[str, Any] = convert(copy.deepcopy(dict(raw)))
 
@@ -394,15 +400,20 @@ def compose129_config_dict(
         else:
             ordered = sorted(service_networks.items())
         service_networks = dict(ordered)
-        net = next(iter(service_networks), "none")
+        net: str | None = next(iter(service_networks), "none")
     else:
         net = network_mode
+        if isinstance(network_mode, str) and network_mode.startswith("service:"):
+            net = network_mode.split(":", 1)[1]  # ServiceNetworkMode.id: the service name
     links = []
     for link in options.pop("links", []) or []:
         target, sep, alias = link.partition(":")
         links.append([target, alias if sep else None])
     options.pop("pid", None)
     ipc_mode = options.pop("ipc", None)
+    if isinstance(ipc_mode, str) and ipc_mode.startswith("service:"):
+        target = running.get(ipc_mode.split(":", 1)[1])
+        ipc_mode = f"container:{target}" if target else None
     options.pop("volumes_from", None)
     secrets = _secrets(project, options.pop("secrets", None) or [])
     options["volumes"] = [_namespace(project, m) for m in mounts]
@@ -496,6 +507,11 @@ def config_hash(
     raw: Mapping[str, Any],
     environment: Mapping[str, str],
     image_id: str | None,
+    service_containers: Mapping[str, str] | None = None,
 ) -> str:
     """The ``com.docker.compose.config-hash`` docker-compose 1.29.2 would write."""
-    return json_hash(compose129_config_dict(project, service_name, raw, environment, image_id))
+    return json_hash(
+        compose129_config_dict(
+            project, service_name, raw, environment, image_id, service_containers
+        )
+    )

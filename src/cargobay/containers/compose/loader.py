@@ -562,7 +562,15 @@ def validate_project(
         for env_path in service.env_file:
             if not Path(env_path).is_file():
                 raise _error(file, f"env file {env_path} does not exist", name, "env_file")
-    cycle = find_cycle({n: list(s.depends_on) for n, s in project.services.items()})
+    for name, service in project.services.items():
+        for dep in service.implicit_dependencies:
+            if dep not in project.services:
+                raise _error(
+                    service_files.get(name, main_file),
+                    f"refers to undefined service {dep!r} (links, network_mode, pid or ipc)",
+                    name,
+                )
+    cycle = find_cycle({n: s.all_dependencies for n, s in project.services.items()})
     if cycle:
         first = cycle[0]
         raise _error(

@@ -381,6 +381,32 @@ class Service(_Strict):
     pull_policy: Literal["always", "never", "missing", "if_not_present", "build"] | None = None
     security_opt: list[str] = Field(default_factory=list)
     devices: list[str] = Field(default_factory=list)
+    pid: str | None = None
+    ipc: str | None = None
+    group_add: Annotated[
+        list[str], BeforeValidator(lambda v: [str(x) for x in v] if isinstance(v, list) else v)
+    ] = Field(default_factory=list)
+    oom_score_adj: int | None = Field(default=None, ge=-1000, le=1000)
+    oom_kill_disable: bool | None = None
+    mem_reservation: ByteSize | None = None
+    memswap_limit: (
+        Annotated[int, BeforeValidator(lambda v: -1 if v in (-1, "-1") else parse_bytes(v))] | None
+    ) = None
+    mem_swappiness: int | None = Field(default=None, ge=0, le=100)
+    pids_limit: int | None = None
+    cpu_shares: int | None = None
+    cpuset: str | None = None
+    cpu_count: int | None = None
+    cpu_percent: int | None = None
+    cpu_quota: int | None = None
+    cpu_period: int | None = None
+    runtime: str | None = None
+    userns_mode: str | None = None
+    cgroup_parent: str | None = None
+    dns_search: StrList = Field(default_factory=list)
+    dns_opt: list[str] = Field(default_factory=list)
+    device_cgroup_rules: list[str] = Field(default_factory=list)
+    storage_opt: dict[str, str] = Field(default_factory=dict)
     secrets: list[ServiceSecret] = Field(default_factory=list)
     configs: list[ServiceConfigRef] = Field(default_factory=list)
 
@@ -421,6 +447,20 @@ class Service(_Strict):
         if value is not None and not re.fullmatch(r"([0-9a-fA-F]{2}[:-]){5}[0-9a-fA-F]{2}", value):
             raise ValueError(f"{value!r} is not a MAC address")
         return value
+
+    @property
+    def implicit_dependencies(self) -> list[str]:
+        """Services this one needs created first without a ``depends_on``: the targets of
+        ``links`` and of ``network_mode``/``pid``/``ipc: service:NAME``."""
+        out = [link.split(":", 1)[0] for link in self.links]
+        for mode in (self.network_mode, self.pid, self.ipc):
+            if mode and mode.startswith("service:"):
+                out.append(mode.split(":", 1)[1])
+        return [name for name in dict.fromkeys(out) if name not in self.depends_on]
+
+    @property
+    def all_dependencies(self) -> list[str]:
+        return [*self.depends_on, *self.implicit_dependencies]
 
     @property
     def replicas(self) -> int:

@@ -145,7 +145,9 @@ def layers(project: ComposeProject, services: Iterable[str] | None = None) -> li
         layer = sorted(
             name
             for name in wanted - done
-            if all(dep in done or dep not in wanted for dep in project.services[name].depends_on)
+            if all(
+                dep in done or dep not in wanted for dep in project.services[name].all_dependencies
+            )
         )
         if not layer:
             raise ComposeError(f"dependency cycle among {', '.join(sorted(wanted - done))}")
@@ -166,7 +168,7 @@ def _with_dependencies(project: ComposeProject, services: Iterable[str]) -> set[
                 f"no such service: {name!r} (the project has {', '.join(sorted(project.services))})"
             )
         out.add(name)
-        todo.extend(project.services[name].depends_on)
+        todo.extend(project.services[name].all_dependencies)
     return out
 
 

@@ -93,13 +93,20 @@ class ComposeService:
         async with self._locked(project.name), await self._engine() as engine:
             selected = [n for layer in layers(project, services or None) for n in layer]
             image_ids = await self._images(engine, project, selected, build, emit)
-            hashes = {
-                name: config_hash(
-                    project, name, loaded.raw_services[name], loaded.environment, image_ids[name]
-                )
-                for name in selected
-            }
             containers = await self._containers(engine, project.name)
+            running = {c.service: c.id for c in reversed(containers) if c.running}
+
+            def rehash(name: str, service_containers: Mapping[str, str]) -> str:
+                return config_hash(
+                    project,
+                    name,
+                    loaded.raw_services[name],
+                    loaded.environment,
+                    image_ids[name],
+                    service_containers,
+                )
+
+            hashes = {name: rehash(name, running) for name in selected}
             networks = {str(n.get("Name")) for n in await engine.list_networks()}
             volumes = {str(v.get("Name")) for v in await engine.list_volumes()}
             plan = plan_up(
@@ -123,6 +130,7 @@ class ComposeService:
                 environment_file=loaded.env_file,
                 emit=emit,
                 wait_timeout=wait_timeout,
+                rehash=rehash,
             )
             await executor.run(plan)
             return plan

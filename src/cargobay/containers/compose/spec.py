@@ -275,6 +275,33 @@ def container_create_body(
         host["LogConfig"] = {"Type": service.logging.driver, "Config": service.logging.options}
     if service.devices:
         host["Devices"] = [_device(d) for d in service.devices]
+    optional: tuple[tuple[str, Any], ...] = (
+        ("PidMode", _namespace_mode(project, service.pid)),
+        ("IpcMode", _namespace_mode(project, service.ipc)),
+        ("GroupAdd", service.group_add or None),
+        ("OomScoreAdj", service.oom_score_adj),
+        ("OomKillDisable", service.oom_kill_disable),
+        ("MemoryReservation", service.mem_reservation),
+        ("MemorySwap", service.memswap_limit),
+        ("MemorySwappiness", service.mem_swappiness),
+        ("PidsLimit", service.pids_limit),
+        ("CpuShares", service.cpu_shares),
+        ("CpusetCpus", service.cpuset),
+        ("CpuCount", service.cpu_count),
+        ("CpuPercent", service.cpu_percent),
+        ("CpuQuota", service.cpu_quota),
+        ("CpuPeriod", service.cpu_period),
+        ("Runtime", service.runtime),
+        ("UsernsMode", service.userns_mode),
+        ("CgroupParent", service.cgroup_parent),
+        ("DnsSearch", service.dns_search or None),
+        ("DnsOptions", service.dns_opt or None),
+        ("DeviceCgroupRules", service.device_cgroup_rules or None),
+        ("StorageOpt", service.storage_opt or None),
+    )
+    for key, setting in optional:
+        if setting is not None and key not in host:
+            host[key] = setting
     if service.links:
         host["Links"] = [
             f"{L.container_name(project.name, link.split(':')[0], 1)}:"
@@ -313,6 +340,13 @@ def _network_mode(project: ComposeProject, mode: str) -> str:
         )
         return f"container:{name}"
     return mode
+
+
+def _namespace_mode(project: ComposeProject, mode: str | None) -> str | None:
+    """``pid``/``ipc``: ``service:NAME`` becomes that service's first container."""
+    if mode is None or not mode.startswith("service:"):
+        return mode
+    return _network_mode(project, mode)
 
 
 def _device(text: str) -> dict[str, str]:

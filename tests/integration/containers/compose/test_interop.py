@@ -294,3 +294,33 @@ async def test_stack_started_by_us(stack: StackFactory, compose_bin: str) -> Non
     async with await DockerEngine.connect(s.docker_url) as engine:
         assert await engine.list_networks(labels={L.PROJECT: s.name}) == []
         assert await engine.list_volumes(labels={L.PROJECT: s.name}) == []
+
+
+SHARED = """
+services:
+  app:
+    image: BUSYBOX
+    command: ["sleep", "300"]
+    stop_signal: SIGKILL
+    network_mode: "service:base"
+    ipc: "service:base"
+  base:
+    image: BUSYBOX
+    command: ["sleep", "301"]
+    stop_signal: SIGKILL
+    ipc: shareable
+"""
+
+
+async def test_shared_namespaces_are_up_to_date(stack: StackFactory, compose_bin: str) -> None:
+    """1.29 hashes ``ipc: service:X`` as X's running container id: the hash is computed
+    once that container exists, and docker-compose agrees."""
+    s = stack(SHARED)
+    await s.service.up(s.load())
+    result = s.docker_compose("up", "-d")
+    output = result.stdout + result.stderr
+    for name in ("app_1", "base_1"):
+        assert f"{s.name}_{name} is up-to-date" in output, output
+    plan = await s.service.up(s.load())
+    assert {p.action for p in plan.services.values()} == {"noop"}
+    s.docker_compose("down", "-t", "1")

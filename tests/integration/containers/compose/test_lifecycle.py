@@ -188,3 +188,32 @@ services:
     plans = await asyncio.gather(s.service.up(loaded), s.service.up(loaded))
     assert sorted(p.services["a"].action for p in plans) == ["create", "noop"]
     assert [r["name"] for r in await s.service.ps(s.name)] == [f"{s.name}_a_1"]
+
+
+async def test_shared_namespaces(stack: StackFactory) -> None:
+    """``network_mode``/``pid``/``ipc: service:X`` need X's container first (an implicit
+    dependency) and share its namespaces."""
+    s = stack("""
+services:
+  app:
+    image: BUSYBOX
+    command: ["sleep", "300"]
+    stop_signal: SIGKILL
+    network_mode: "service:base"
+    pid: "service:base"
+    ipc: "service:base"
+  base:
+    image: BUSYBOX
+    command: ["sleep", "301"]
+    stop_signal: SIGKILL
+    ipc: shareable
+""")
+    await s.service.up(s.load())
+    async with await DockerEngine.connect(s.docker_url) as engine:
+        app = await engine.inspect_container(f"{s.name}_app_1")
+        base = await engine.inspect_container(f"{s.name}_base_1")
+        assert app["HostConfig"]["NetworkMode"] == f"container:{base['Id']}"
+        code, output = await engine.exec_run(f"{s.name}_app_1", ["ps", "-o", "args"])
+        assert code == 0
+        assert b"sleep 301" in output  # base's process, seen through the shared pid namespace
+    assert base["State"]["Running"]

@@ -165,3 +165,18 @@ def test_observe_containers_reads_labels() -> None:
     [seen] = observe_containers(listing)
     assert (seen.name, seen.service, seen.number, seen.config_hash, seen.running) == (
         "p_web_2", "web", 2, "h", True)  # fmt: skip
+
+
+def test_implicit_dependencies_order_the_layers(tmp_path: Path) -> None:
+    (tmp_path / "compose.yaml").write_text(
+        "services:\n"
+        "  app: {image: x, ipc: 'service:shm', network_mode: 'service:net'}\n"
+        "  shm: {image: x, ipc: shareable}\n"
+        "  net: {image: x, links: [shm]}\n"
+    )
+    project = load_project(working_dir=tmp_path, env={}, project_name="p").project
+    assert project.services["app"].implicit_dependencies == ["net", "shm"]
+    assert layers(project) == [["shm"], ["net"], ["app"]]
+    (tmp_path / "compose.yaml").write_text("services:\n  app: {image: x, pid: 'service:gone'}\n")
+    with pytest.raises(ComposeError, match="undefined service 'gone'"):
+        load_project(working_dir=tmp_path, env={})

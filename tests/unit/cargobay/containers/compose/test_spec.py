@@ -124,3 +124,29 @@ def test_deploy_restart_policy(tmp_path: Path) -> None:
     assert spec.name == "p_db_1"
     assert spec.body["HostConfig"]["RestartPolicy"] == {"Name": "on-failure",
                                                         "MaximumRetryCount": 2}  # fmt: skip
+
+
+def test_namespaces_and_resource_knobs(tmp_path: Path) -> None:
+    (tmp_path / "compose.yaml").write_text(
+        "services:\n"
+        "  a:\n    image: x\n    pid: host\n    ipc: service:b\n    group_add: [audio, 44]\n"
+        "    oom_score_adj: -500\n    mem_reservation: 32m\n    memswap_limit: -1\n"
+        "    pids_limit: 50\n    cpu_shares: 512\n    cpuset: '0'\n    dns_search: example.test\n"
+        "    dns_opt: [ndots:1]\n    runtime: runc\n"
+        "  b:\n    image: x\n    ipc: shareable\n"
+    )
+    project = load_project(working_dir=tmp_path, env={}, project_name="p").project
+    host = container_create_body(project, project.services["a"], 1, config_hash="H",
+                                 environment={}).body["HostConfig"]  # fmt: skip
+    assert host["PidMode"] == "host"
+    assert host["IpcMode"] == "container:p_b_1"
+    assert host["GroupAdd"] == ["audio", "44"]
+    assert host["OomScoreAdj"] == -500
+    assert host["MemoryReservation"] == 32 * 2**20
+    assert host["MemorySwap"] == -1
+    assert host["PidsLimit"] == 50
+    assert host["CpuShares"] == 512
+    assert host["CpusetCpus"] == "0"
+    assert host["DnsSearch"] == ["example.test"]
+    assert host["DnsOptions"] == ["ndots:1"]
+    assert host["Runtime"] == "runc"
