@@ -1,9 +1,21 @@
 """Our own compose engine on the Docker Engine API (seed 002 section 5).
 
-``loader`` reads and validates Compose files into the ``model``; ``hashing`` computes the
-config hash docker-compose 1.29.2 writes; ``labels`` are the labels both tools read;
-``planner`` turns a project plus what runs now into actions (sans-IO); ``executor`` runs
-them against :class:`cargobay.containers.engine.DockerEngine`; ``service`` is the
-service the daemon calls (``up``, ``down``, ``ps``, ...); ``export`` and ``swarm`` hand a
-project to Docker Swarm or Kubernetes.
+Reading a project (pure, unit-tested):
+  ``interpolation`` ``${VAR:-default}`` and ``.env``; ``values`` ports, volumes, durations
+  and sizes in short and long syntax; ``model`` the Compose Specification as pydantic
+  models in one normal form; ``loader`` files, merge, profiles, project names;
+  ``extends``; ``validate`` project-wide checks with errors naming file, service and key.
+
+Compatibility with docker-compose 1.29.2 (the peer in the tests):
+  ``labels`` the labels both tools write and read; ``hashing`` the config hash exactly as
+  1.29 computes it; ``merge129`` 1.29's own merge of several files, which the hash needs.
+
+Running it:
+  ``planner`` project + current state -> actions (sans-IO); ``spec`` Engine API bodies;
+  ``executor`` carries a plan out (dependency order, parallel, rollback);
+  ``service`` ``up``/``down``/``stop``/``start``/``restart``/``ps``/``logs`` for the daemon.
+
+Hand-off past one machine:
+  ``export`` ``config`` document, Swarm stack file, Kubernetes manifests (with warnings);
+  ``swarm`` ``deploy --swarm`` through the Engine API.
 """
