@@ -1,7 +1,8 @@
 """``cargobay compose``: our compose engine, through cargobayd (``cargobay.sdk.compose``).
 
     cargobay compose [-f FILE]... [-p NAME] [--env-file F] [--profile P]... COMMAND
-        up [-d] [--build] [--force-recreate] [--no-recreate] [--remove-orphans] [SERVICE...]
+        up [-d] [--wait] [--build] [--force-recreate] [--no-recreate] [--remove-orphans]
+           [SERVICE...]
         down [-v] [--remove-orphans] [-t SECONDS]
         stop|restart [-t SECONDS] [SERVICE...]  |  start [SERVICE...]
         ps [SERVICE...] [--json]
@@ -125,15 +126,23 @@ def up(
     force_recreate: Annotated[bool, typer.Option("--force-recreate")] = False,
     no_recreate: Annotated[bool, typer.Option("--no-recreate")] = False,
     remove_orphans: Annotated[bool, typer.Option("--remove-orphans")] = False,
+    wait: Annotated[
+        bool, typer.Option("--wait", help="Until healthy (services with a check); implies -d.")
+    ] = False,
+    wait_timeout: Annotated[
+        float, typer.Option("--wait-timeout", min=1, help="Seconds for health waits.")
+    ] = 300.0,
     json_out: JsonOpt = False,
 ) -> None:
     """Create and start the project (only what changed is recreated)."""
     compose = _compose(ctx)
     done = _show(
         compose.up(services or [], build=build, force_recreate=force_recreate,
-                   no_recreate=no_recreate, remove_orphans=remove_orphans),
+                   no_recreate=no_recreate, remove_orphans=remove_orphans, wait=wait,
+                   wait_timeout=wait_timeout),
         json_out,
     )  # fmt: skip
+    detach = detach or wait
     if not json_out and done and not done.get("changed"):
         note(f"project {done.get('project')} is up to date")
     if detach or json_out:

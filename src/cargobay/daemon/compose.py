@@ -62,6 +62,7 @@ class UpRequest(ProjectRef):
     no_recreate: bool = False
     remove_orphans: bool = False
     wait_timeout: float = Field(default=300.0, gt=0, le=3600)
+    wait: bool = Field(default=False, description="until healthy (services with a check)")
 
 
 class DownRequest(ProjectRef):
@@ -174,6 +175,7 @@ async def compose_up(body: UpRequest) -> StreamingResponse:
             no_recreate=body.no_recreate,
             remove_orphans=body.remove_orphans,
             wait_timeout=body.wait_timeout,
+            wait=body.wait,
             emit=emit,
         )
         return {

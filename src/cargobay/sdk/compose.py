@@ -129,11 +129,12 @@ class ComposeClient:
         no_recreate: bool = False,
         remove_orphans: bool = False,
         wait_timeout: float = 300.0,
+        wait: bool = False,
     ) -> Iterator[dict[str, Any]]:
         return self.client._events(
             _Calls.up(self.project, services=list(services), build=build,
                       force_recreate=force_recreate, no_recreate=no_recreate,
-                      remove_orphans=remove_orphans, wait_timeout=wait_timeout)
+                      remove_orphans=remove_orphans, wait_timeout=wait_timeout, wait=wait)
         )  # fmt: skip
 
     def down(
@@ -215,11 +216,12 @@ class AsyncComposeClient:
         no_recreate: bool = False,
         remove_orphans: bool = False,
         wait_timeout: float = 300.0,
+        wait: bool = False,
     ) -> AsyncIterator[dict[str, Any]]:
         return self.client._events(
             _Calls.up(self.project, services=list(services), build=build,
                       force_recreate=force_recreate, no_recreate=no_recreate,
-                      remove_orphans=remove_orphans, wait_timeout=wait_timeout)
+                      remove_orphans=remove_orphans, wait_timeout=wait_timeout, wait=wait)
         )  # fmt: skip
 
     def down(

@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from cargobay.containers.compose import labels as L
-from cargobay.containers.compose.executor import Event, UpExecutor
+from cargobay.containers.compose.executor import Event, UpExecutor, wait_healthy
 from cargobay.containers.compose.hashing import config_hash
 from cargobay.containers.compose.loader import LoadedProject
 from cargobay.containers.compose.model import ComposeProject
@@ -84,9 +84,12 @@ class ComposeService:
         no_recreate: bool = False,
         remove_orphans: bool = False,
         wait_timeout: float = 300.0,
+        wait: bool = False,
         emit: EventSink = _ignore,
     ) -> Plan:
-        """Bring the project up (idempotent); the plan that was carried out."""
+        """Bring the project up (idempotent); the plan that was carried out.  With
+        ``wait``, return only once every service with a health check is healthy and the
+        others run (``docker compose up --wait``)."""
         project = loaded.project
         for warning in loaded.warnings:
             emit({"type": "warning", "message": warning})
@@ -133,7 +136,37 @@ class ComposeService:
                 rehash=rehash,
             )
             await executor.run(plan)
+            if wait:
+                await self._wait_ready(engine, project, list(plan.services), wait_timeout, emit)
             return plan
+
+    async def _wait_ready(
+        self,
+        engine: DockerEngine,
+        project: ComposeProject,
+        services: Sequence[str],
+        timeout: float,
+        emit: EventSink,
+    ) -> None:
+        containers = [c for c in await self._containers(engine, project.name)
+                      if c.service in services]  # fmt: skip
+
+        async def ready(container: ObservedContainer) -> None:
+            service = project.services[container.service]
+            check = service.healthcheck
+            if check is not None and not check.disable and check.test != ["NONE"]:
+                try:
+                    await wait_healthy(engine, container.id, container.name, timeout)
+                except ComposeError as err:
+                    raise ComposeError(f"service {container.service!r}: {err}") from err
+                emit(_progress("container", container.name, "Healthy", container.service))
+            elif not container.running and container.state != "exited":
+                raise ComposeError(
+                    f"service {container.service!r}: container {container.name} is "
+                    f"{container.state or 'not running'}"
+                )
+
+        await asyncio.gather(*(ready(c) for c in containers))
 
     async def _images(
         self,

@@ -217,3 +217,23 @@ services:
         assert code == 0
         assert b"sleep 301" in output  # base's process, seen through the shared pid namespace
     assert base["State"]["Running"]
+
+
+async def test_up_wait_returns_once_healthy(stack: StackFactory) -> None:
+    s = stack("""
+services:
+  slow:
+    image: BUSYBOX
+    command: ["sh", "-c", "sleep 1; touch /tmp/ok; exec sleep 300"]
+    stop_signal: SIGKILL
+    healthcheck: {test: ["CMD", "test", "-f", "/tmp/ok"], interval: 300ms, retries: 30}
+  plain:
+    image: BUSYBOX
+    command: ["sleep", "300"]
+    stop_signal: SIGKILL
+""")
+    await s.service.up(s.load(), wait=True, emit=s.emit)
+    rows = {r["service"]: r for r in await s.service.ps(s.name)}
+    assert rows["slow"]["health"] == "healthy"
+    assert rows["plain"]["state"] == "running"
+    assert (f"{s.name}_slow_1", "Healthy") in [(e.get("name"), e.get("status")) for e in s.events]
