@@ -96,7 +96,8 @@ class DeployRequest(ProjectRef):
 def _load(ref: ProjectRef, *, by_name: bool = False) -> LoadedProject:
     """The project; with ``by_name`` (ps, logs, stop, down), ``-p NAME`` alone is enough
     when there is no compose file (the project is found by its labels)."""
-    if by_name and ref.project_name and not ref.files and not _has_default_file(ref):
+    no_file = not ref.files and not ref.env.get("COMPOSE_FILE") and not _has_default_file(ref)
+    if by_name and ref.project_name and no_file:
         return bare_project(ref.project_name, ref.working_dir)
     return load_project(
         ref.files,

@@ -302,6 +302,9 @@ def load_project(
     ``env`` is the caller's environment (default: this process's)."""
     base = Path(working_dir) if working_dir is not None else Path.cwd()
     caller_env = dict(os.environ if env is None else env)
+    if not files and caller_env.get("COMPOSE_FILE"):
+        separator = caller_env.get("COMPOSE_PATH_SEPARATOR") or os.pathsep
+        files = [f for f in caller_env["COMPOSE_FILE"].split(separator) if f]
     if files:
         paths = [(base / Path(f)).absolute() for f in files]
     else:

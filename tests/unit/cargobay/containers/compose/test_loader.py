@@ -328,3 +328,14 @@ def test_spec_keys_not_supported_yet_say_so(tmp_path: Path) -> None:
     err = error_of(tmp_path, "services:\n  web:\n    image: x\n    volumes_from: [s]\n")
     assert err.key == "volumes_from"
     assert "not supported by cargobay compose yet" in str(err)
+
+
+def test_compose_file_variable(tmp_path: Path) -> None:
+    write(tmp_path / "a.yml", "services:\n  a: {image: x}\n")
+    write(tmp_path / "b.yml", "services:\n  b: {image: y}\n")
+    loaded = load_project(working_dir=tmp_path, env={"COMPOSE_FILE": "a.yml:b.yml"})
+    assert set(loaded.project.services) == {"a", "b"}
+    loaded = load_project(
+        working_dir=tmp_path, env={"COMPOSE_FILE": "a.yml;b.yml", "COMPOSE_PATH_SEPARATOR": ";"}
+    )
+    assert set(loaded.project.services) == {"a", "b"}
