@@ -161,6 +161,7 @@ class UpExecutor:
         self.wait_timeout = wait_timeout
         self.journal = Journal()
         self._started: dict[str, asyncio.Event] = {}
+        self._roots: list[asyncio.Event] = []
         self._containers: dict[str, list[tuple[str, str]]] = {}
         """service -> (id, name) of its containers once started."""
 
@@ -190,6 +191,11 @@ class UpExecutor:
             self.journal.volumes.append(volume.name)
             self.emit(_event("volume", volume.name, "Created"))
         self._started = {name: asyncio.Event() for name in plan.services}
+        roots = [
+            n for n in plan.services
+            if not any(d in plan.services for d in self.project.services[n].all_dependencies)
+        ]  # fmt: skip
+        self._roots = [self._started[n] for n in roots]
         try:
             async with asyncio.TaskGroup() as group:
                 for name, service_plan in plan.services.items():
@@ -214,13 +220,16 @@ class UpExecutor:
         try:
             # Creating needs nothing from the dependencies (unless the container joins
             # one's namespace or links to it), so new containers are created while the
-            # dependencies start; only their start waits for the conditions.
+            # dependencies wait to be healthy; only their start waits for the conditions.
+            # The services nothing depends on start first, with the engine to themselves.
             early: list[tuple[str, str]] = []
             if (
                 plan.create
                 and not service.implicit_dependencies
                 and not (service.network_mode or "").startswith("container:")
             ):
+                if service.depends_on:
+                    await asyncio.gather(*(event.wait() for event in self._roots))
                 early = list(await asyncio.gather(*(self._make(name, n) for n in plan.create)))
                 plan = dataclasses.replace(plan, create=[])
             for dep in service.implicit_dependencies:  # created (and started) first

@@ -51,16 +51,15 @@ async def test_engine_gone_mid_up(stack: StackFactory, tmp_path: Path) -> None:
     message = str(info.value)
     assert "service 'second'" in message  # waiting on first's health when the engine left
     assert "could not undo this `up` for " in message
-    # second is created while first starts; both are left, with the network
-    for left in (f"container {s.name}_first_1 (new)", f"container {s.name}_second_1 (new)",
-                 f"network {s.name}_default"):  # fmt: skip
-        assert left in message
+    assert f"container {s.name}_first_1 (new)" in message
+    assert f"network {s.name}_default" in message
     assert "run `down`" in message
-    rows = await s.service.ps(s.name)  # through the real socket: what was left is there
-    assert {r["name"]: r["state"] for r in rows} == {
-        f"{s.name}_first_1": "running",
-        f"{s.name}_second_1": "created",
-    }
+    # exactly the containers the message names are left (second may or may not have been
+    # created when the engine went away)
+    rows = await s.service.ps(s.name)  # through the real socket
+    left = {r["name"] for r in rows}
+    assert f"{s.name}_first_1" in left
+    assert left == {name for name in left if f"container {name} (new)" in message}
     # and a later `down` (engine back) clears it
     await s.service.down(s.load())
     assert await s.service.ps(s.name) == []
