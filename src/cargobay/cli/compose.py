@@ -6,7 +6,7 @@
         down [-v] [--remove-orphans] [-t SECONDS]
         stop|restart [-t SECONDS] [SERVICE...]  |  start [SERVICE...]
         ps [SERVICE...] [--json]
-        logs [-f] [--tail N] [-t] [SERVICE...]
+        logs [-f] [--tail N] [-t] [--grep REGEX] [SERVICE...]
         config [--json]
         export --swarm|--kubernetes [--namespace NS] [--output FILE]
         deploy --swarm
@@ -222,10 +222,15 @@ def logs(
     follow: Annotated[bool, typer.Option("--follow", "-f")] = False,
     tail: Annotated[int | None, typer.Option("--tail", min=0)] = None,
     timestamps: Annotated[bool, typer.Option("--timestamps", "-t")] = False,
+    grep: Annotated[
+        str | None, typer.Option("--grep", help="Only lines matching this regular expression.")
+    ] = None,
     json_out: JsonOpt = False,
 ) -> None:
     """The containers' output, prefixed with the container name."""
-    events = _compose(ctx).logs(services or [], follow=follow, tail=tail, timestamps=timestamps)
+    events = _compose(ctx).logs(
+        services or [], follow=follow, tail=tail, timestamps=timestamps, grep=grep
+    )
     with contextlib.suppress(KeyboardInterrupt):
         _print_logs(events, json_out)
 

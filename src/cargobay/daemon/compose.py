@@ -81,6 +81,7 @@ class LogsRequest(ProjectRef):
     follow: bool = False
     tail: int | None = Field(default=None, ge=0)
     timestamps: bool = False
+    grep: str | None = Field(default=None, description="only lines matching this regex")
 
 
 class ExportRequest(ProjectRef):
@@ -255,6 +256,7 @@ async def compose_logs(body: LogsRequest) -> StreamingResponse:
         follow=body.follow,
         tail=body.tail,
         timestamps=body.timestamps,
+        grep=body.grep,
     )
     return await _stream(_with_done(events))
 

@@ -173,10 +173,11 @@ class ComposeClient:
         follow: bool = False,
         tail: int | None = None,
         timestamps: bool = False,
+        grep: str | None = None,
     ) -> Iterator[dict[str, Any]]:
         return self.client._events(
             _Calls.logs(self.project, services=list(services), follow=follow, tail=tail,
-                        timestamps=timestamps)
+                        timestamps=timestamps, grep=grep)
         )  # fmt: skip
 
     def export(
@@ -260,10 +261,11 @@ class AsyncComposeClient:
         follow: bool = False,
         tail: int | None = None,
         timestamps: bool = False,
+        grep: str | None = None,
     ) -> AsyncIterator[dict[str, Any]]:
         return self.client._events(
             _Calls.logs(self.project, services=list(services), follow=follow, tail=tail,
-                        timestamps=timestamps)
+                        timestamps=timestamps, grep=grep)
         )  # fmt: skip
 
     async def export(

@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import re
 import struct
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from pathlib import Path
@@ -37,6 +38,7 @@ from cargobay.errors import (
     ComposeError,
     ContainerError,
     ImageNotFound,
+    InvalidInput,
     NotFound,
 )
 
@@ -445,9 +447,15 @@ class ComposeService:
         follow: bool = False,
         tail: int | None = None,
         timestamps: bool = False,
+        grep: str | None = None,
     ) -> AsyncIterator[Event]:
         """Log lines of the project's containers as ``{"type": "log", "container",
-        "service", "stream", "line"}``, interleaved as they come."""
+        "service", "stream", "line"}``, interleaved as they come; with ``grep`` (a regular
+        expression) only the lines that match."""
+        try:
+            pattern = re.compile(grep) if grep else None
+        except re.error as err:
+            raise InvalidInput(f"bad --grep pattern {grep!r}: {err}") from err
         engine = await self._engine()
         try:
             listing = await engine.list_containers(all=True, labels={L.PROJECT: project_name})
@@ -464,6 +472,8 @@ class ComposeService:
                         container.id, follow=follow, tail=tail, timestamps=timestamps
                     ) as chunks:
                         async for stream, line in _log_lines(chunks, tty):
+                            if pattern is not None and not pattern.search(line):
+                                continue
                             await queue.put(
                                 {"type": "log", "container": container.name,
                                  "service": container.service, "stream": stream, "line": line}

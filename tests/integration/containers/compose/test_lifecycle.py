@@ -10,7 +10,7 @@ import pytest
 
 from cargobay.containers.compose import labels as L
 from cargobay.containers.engine import DockerEngine
-from cargobay.errors import ComposeError
+from cargobay.errors import ComposeError, InvalidInput
 
 from .conftest import Stack, StackFactory
 
@@ -105,6 +105,10 @@ async def test_lifecycle(stack: StackFactory) -> None:
     assert after[f"{p}_web_1"][0] != state[f"{p}_web_1"][0]
     assert set(after) == set(state)  # the old containers are gone
 
+    matching = [e["line"] async for e in s.service.logs(p, grep=r"^hello-from-d.$")]
+    assert matching == ["hello-from-db"]
+    with pytest.raises(InvalidInput, match="bad --grep"):
+        [e async for e in s.service.logs(p, grep="(")]
     logs = [e async for e in s.service.logs(p, services=["db"])]
     assert {"type": "log", "container": f"{p}_db_1", "service": "db", "stream": "stdout",
             "line": "hello-from-db"} in logs  # fmt: skip
