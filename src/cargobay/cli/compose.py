@@ -123,9 +123,15 @@ def up(
     services: ServicesArg = None,
     detach: Annotated[bool, typer.Option("--detach", "-d", help="Do not follow logs.")] = False,
     build: Annotated[bool, typer.Option("--build", help="Build images first.")] = False,
-    force_recreate: Annotated[bool, typer.Option("--force-recreate")] = False,
-    no_recreate: Annotated[bool, typer.Option("--no-recreate")] = False,
-    remove_orphans: Annotated[bool, typer.Option("--remove-orphans")] = False,
+    force_recreate: Annotated[
+        bool, typer.Option("--force-recreate", help="Recreate even what did not change.")
+    ] = False,
+    no_recreate: Annotated[
+        bool, typer.Option("--no-recreate", help="Keep existing containers even if changed.")
+    ] = False,
+    remove_orphans: Annotated[
+        bool, typer.Option("--remove-orphans", help="Remove containers of removed services.")
+    ] = False,
     wait: Annotated[
         bool, typer.Option("--wait", help="Until healthy (services with a check); implies -d.")
     ] = False,
@@ -169,7 +175,9 @@ def _print_logs(events: Iterable[Mapping[str, Any]], json_out: bool = False) -> 
 def down(
     ctx: typer.Context,
     volumes: Annotated[bool, typer.Option("--volumes", "-v", help="Remove volumes too.")] = False,
-    remove_orphans: Annotated[bool, typer.Option("--remove-orphans")] = False,
+    remove_orphans: Annotated[
+        bool, typer.Option("--remove-orphans", help="Also containers of removed services.")
+    ] = False,
     timeout: TimeoutOpt = None,
     json_out: JsonOpt = False,
 ) -> None:
@@ -219,9 +227,11 @@ def ps(ctx: typer.Context, services: ServicesArg = None, json_out: JsonOpt = Fal
 def logs(
     ctx: typer.Context,
     services: ServicesArg = None,
-    follow: Annotated[bool, typer.Option("--follow", "-f")] = False,
-    tail: Annotated[int | None, typer.Option("--tail", min=0)] = None,
-    timestamps: Annotated[bool, typer.Option("--timestamps", "-t")] = False,
+    follow: Annotated[bool, typer.Option("--follow", "-f", help="Keep following.")] = False,
+    tail: Annotated[int | None, typer.Option("--tail", min=0, help="Last N lines each.")] = None,
+    timestamps: Annotated[
+        bool, typer.Option("--timestamps", "-t", help="Prefix the engine's timestamps.")
+    ] = False,
     grep: Annotated[
         str | None, typer.Option("--grep", help="Only lines matching this regular expression.")
     ] = None,
