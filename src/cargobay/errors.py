@@ -239,3 +239,99 @@ class ComposeFileError(ComposeError, InvalidInput):
 
 
 ERROR_TYPES.update({cls.code: cls for cls in (ComposeError, ComposeFileError)})
+
+
+# --- apps (cargobay.apps: the MAI launcher) ---------------------------------------------
+#
+#   AppError                          the MAI launcher's instances and their mechanisms
+#   ├── DownloadError (502)           an HTTP download failed (names the URL)
+#   │   └── ChecksumMismatch (502)    the SHA-256 of a download is not the expected one
+#   ├── ArchiveError (400)            an archive is unsafe or broken (also InvalidInput)
+#   ├── AppConfigError (400)          a config file / key / value is wrong (also InvalidInput)
+#   │   └── TomlSyntaxError (400)     a TOML file does not parse (names file, line, column)
+#   ├── GitError (502)                cloning, switching or pulling a repository failed
+#   ├── PythonEnvError (500)          finding Python, creating a venv, pip install
+#   ├── AppProcessError (500)         starting/stopping an app's process under a PTY
+#   ├── WslError (502)                wsl.exe failed or answered something unexpected
+#   └── BackupError (500)             writing or restoring an instance backup
+
+
+class AppError(CargoBayError):
+    code = "app_error"
+    status = 500
+
+
+class DownloadError(AppError):
+    code = "download_error"
+    status = 502
+
+
+class ChecksumMismatch(DownloadError):
+    code = "checksum_mismatch"
+
+
+class ArchiveError(AppError, InvalidInput):
+    code = "archive_error"
+    status = 400
+
+
+class AppConfigError(AppError, InvalidInput):
+    code = "app_config_error"
+    status = 400
+
+
+class TomlSyntaxError(AppConfigError):
+    """A TOML file that does not parse; ``file``, ``line`` and ``column`` say where."""
+
+    code = "toml_syntax_error"
+
+    def __init__(self, message: str, *, file: str = "", line: int = 0, column: int = 0) -> None:
+        super().__init__(f"{file}:{line}:{column}: {message}" if file else message)
+        self.file = file
+        self.line = line
+        self.column = column
+
+
+class GitError(AppError):
+    code = "git_error"
+    status = 502
+
+
+class PythonEnvError(AppError):
+    code = "python_env_error"
+    status = 500
+
+
+class AppProcessError(AppError):
+    code = "app_process_error"
+    status = 500
+
+
+class WslError(AppError):
+    code = "wsl_error"
+    status = 502
+
+
+class BackupError(AppError):
+    code = "backup_error"
+    status = 500
+
+
+ERROR_TYPES.update(
+    {
+        cls.code: cls
+        for cls in (
+            AppError,
+            DownloadError,
+            ChecksumMismatch,
+            ArchiveError,
+            AppConfigError,
+            TomlSyntaxError,
+            GitError,
+            PythonEnvError,
+            AppProcessError,
+            WslError,
+            BackupError,
+        )
+    }
+)
