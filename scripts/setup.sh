@@ -20,6 +20,7 @@ apt_test+=(docker.io docker-registry busybox-static)  # containers: real dockerd
 # peer) and sshd for qemu+ssh:// on loopback
 apt_test+=(libvirt-daemon-system libvirt-clients libvirt-dev pkg-config openssh-server)
 apt_test+=(docker-compose)  # the compose engine is tested both ways against docker-compose 1.29.2
+apt_test+=(nginx-light)  # apps downloads: a real HTTP server with Range support on loopback
 
 want=("${apt_main[@]}")
 [ "$purpose" = test ] && want+=("${apt_test[@]}")
