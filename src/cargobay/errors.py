@@ -335,3 +335,36 @@ ERROR_TYPES.update(
         )
     }
 )
+
+
+# -- apps (the MAI launcher) ----------------------------------------------------------------
+# more AppError subclasses (the instances service):
+#   ├── AppNotFound (404)           no instance (or task) by that name/id
+#   ├── AppConflict (409)           a name clash, or an operation the instance's state refuses
+#   ├── AppInputError (400)         bad instance settings (names the field)
+#   └── AppDeployError (502)        a deploy step failed (what was cleaned up is in the message)
+
+
+class AppNotFound(AppError, NotFound):
+    code = "app_not_found"
+    status = 404
+
+
+class AppConflict(AppError, Conflict):
+    code = "app_conflict"
+    status = 409
+
+
+class AppInputError(AppError, InvalidInput):
+    code = "app_invalid_input"
+    status = 400
+
+
+class AppDeployError(AppError):
+    code = "app_deploy_error"
+    status = 502
+
+
+ERROR_TYPES.update(
+    {cls.code: cls for cls in (AppNotFound, AppConflict, AppInputError, AppDeployError)}
+)
