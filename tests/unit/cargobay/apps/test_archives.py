@@ -13,6 +13,8 @@ import pytest
 from cargobay.apps.archives import ArchiveLimits, archive_format, unpack, unpack_async
 from cargobay.errors import ArchiveError, InvalidInput
 
+Member = tarfile.TarInfo | tuple[str, bytes]
+
 
 def _tar(
     path: Path, members: list[tarfile.TarInfo | tuple[str, bytes]], mode: str = "w:gz"
