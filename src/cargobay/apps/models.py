@@ -13,6 +13,7 @@ mirrors can point them elsewhere), host ports, and whether sqlite-web is include
 
 from __future__ import annotations
 
+import ipaddress
 import re
 import uuid
 from datetime import UTC, datetime
@@ -93,6 +94,23 @@ class StackConfig(BaseModel):
     restart: Literal["no", "always", "unless-stopped", "on-failure"] = "always"
     environment: dict[str, str] = Field(default_factory=dict)
     """Extra environment for the core service."""
+
+    @field_validator("core_image", "napcat_image", "adapter_image", "sqlite_web_image")
+    @classmethod
+    def _image(cls, value: str) -> str:
+        from cargobay.containers.reference import parse_reference
+
+        try:
+            parse_reference(value)
+        except ValueError as err:
+            raise ValueError(f"not an image reference: {err}") from err
+        return value
+
+    @field_validator("bind_address")
+    @classmethod
+    def _address(cls, value: str) -> str:
+        ipaddress.ip_address(value)  # ValueError names the value
+        return value
 
     @model_validator(mode="after")
     def _distinct_ports(self) -> StackConfig:
