@@ -18,6 +18,7 @@ containers as they were; the instance's saved state only changes when a step suc
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import shutil
 import sys
@@ -342,17 +343,18 @@ class AppService:
 
     async def stats(self, name: str) -> list[ContainerStats]:
         """One sample per container (CPU, memory, network, block I/O)."""
-        containers = await self.containers(name)
-        samples = []
+        containers = [c for c in await self.containers(name) if c.state == "running"]
         async with await DockerEngine.connect(self.engine_url) as engine:
-            for container in containers:
-                if container.state != "running":
-                    continue
+
+            async def one(container: ContainerInfo) -> ContainerStats | None:
                 async for sample in stream_stats(
                     engine, container.container_id, stream=False, samples=1
                 ):
-                    samples.append(sample.model_copy(update={"name": container.name}))
-        return samples
+                    return sample.model_copy(update={"name": container.name})
+                return None
+
+            samples = await asyncio.gather(*(one(c) for c in containers))
+        return [s for s in samples if s is not None]
 
     async def images(self, name: str) -> list[ImageInfo]:
         instance = self.apps.get(name)

@@ -1,0 +1,132 @@
+"""Docker mode against a real dockerd: the MaiBot stack (stand-in images) deployed from an
+instance through the compose engine, then driven: status, logs, stats, stop/start, a
+failed deploy that cleans up, removal.  One stack for the module (tests run in order)."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from cargobay.apps.models import DeployMode, InstanceCreate, StackConfig
+from cargobay.apps.service import AppService
+from cargobay.errors import AppConflict, AppNotFound
+from cargobay.store.sqlite import Store
+from tests.integration.apps.conftest import free_port
+
+pytestmark = pytest.mark.usefixtures("maibot_standins")
+
+
+def _get(port: int) -> str:
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/", timeout=5) as reply:
+        return reply.read().decode()
+
+
+@pytest.fixture(scope="module")
+def ports() -> dict[str, int]:
+    return {"webui_port": free_port(), "napcat_port": free_port(),
+            "adapter_port": free_port(), "sqlite_web_port": free_port()}  # fmt: skip
+
+
+@pytest.fixture
+def service(apps_home: Path, docker_engine: str) -> Iterator[AppService]:
+    store = Store.open(apps_home / "state.db")
+    yield AppService(store, apps_home / "apps", engine_url=docker_engine)
+    store.close()
+
+
+def _stack(standins: dict[str, str], ports: dict[str, int]) -> StackConfig:
+    return StackConfig(**standins, **ports, sqlite_web=True, bind_address="127.0.0.1")
+
+
+async def test_deploy_the_stack(
+    service: AppService, maibot_standins: dict[str, str], ports: dict[str, int]
+) -> None:
+    body = InstanceCreate(name="it-bot", deploy_mode=DeployMode.DOCKER,
+                          stack=_stack(maibot_standins, ports))  # fmt: skip
+    service.create(body)
+    with pytest.raises(AppConflict, match="'it-bot'"):
+        service.create(body)
+    task = service.deploy("it-bot")
+    events = [e async for e in service.tasks.follow(task.id)]
+    assert events[-1].type == "done", [e.message for e in events]
+    assert [e.step for e in events if e.type == "step"] == [
+        "prepare", "compose file", "images", "containers", "verify"]  # fmt: skip
+    assert events[-1].percent == 100.0
+
+    instance = service.get("it-bot")
+    assert instance.status == "running"
+    assert len(instance.container_ids) == 4
+    assert instance.docker_network == "maibot-it-bot_maim_bot"
+    assert await asyncio.to_thread(os.path.isfile, str(instance.docker_compose_path))
+    # each stand-in answers on its real port, published where the instance said
+    core = _get(ports["webui_port"])
+    assert core.startswith("role=core")
+    assert 'nickname = "MaiMai"' in core  # the mounted bot_config.toml
+    assert _get(ports["napcat_port"]).startswith("role=napcat")
+    assert "[maibot_server]" in _get(ports["adapter_port"])
+    assert _get(ports["sqlite_web_port"]).startswith("role=sqlite-web")
+
+
+async def test_status_logs_stats(service: AppService) -> None:
+    status = await service.status("it-bot")
+    containers = status["containers"]
+    assert sorted(c.service for c in containers) == ["adapters", "core", "napcat", "sqlite-web"]
+    assert all(c.state == "running" for c in containers)
+    core = next(c for c in containers if c.service == "core")
+    assert any("->8001/tcp" in p for p in core.ports)
+
+    lines = [e async for e in await service.logs("it-bot", services=["core"])]
+    assert any("stand-in core listening on 8001" in e["line"] for e in lines)
+
+    stats = await service.stats("it-bot")
+    assert len(stats) == 4
+    assert all(s.memory_usage > 0 for s in stats)
+
+    images = await service.images("it-bot")
+    assert all(i.present and i.image_id for i in images)
+    assert {f"{i.repository}:{i.tag}" for i in images} >= {"cargobay-test/maibot-standin:1"}
+
+
+async def test_stop_start_restart(service: AppService, ports: dict[str, int]) -> None:
+    stopped = await service.stop("it-bot")
+    assert stopped.status == "stopped"
+    started = await service.start("it-bot", services=["core"])
+    assert started.status == "partial"
+    restarted = await service.start("it-bot")
+    assert restarted.status == "running"
+    assert (await service.restart("it-bot", services=["napcat"])).status == "running"
+    assert _get(ports["napcat_port"]).startswith("role=napcat")
+
+
+async def test_a_failed_first_deploy_leaves_nothing(
+    service: AppService, maibot_standins: dict[str, str]
+) -> None:
+    # an image that is not here and whose registry refuses connections: the pull fails
+    standins = {**maibot_standins, "adapter_image": "127.0.0.1:9/missing/adapter:1"}
+    stack = StackConfig(**standins, webui_port=None, napcat_port=None, sqlite_web_port=None)
+    service.create(InstanceCreate(name="it-broken", stack=stack))
+    task = service.deploy("it-broken")
+    final = await service.tasks.wait(task.id)
+    assert final.state == "failed"
+    assert "it-broken" in str(final.error)
+    assert "removed" in str(final.error)
+    instance = service.get("it-broken")
+    assert instance.status == "created"
+    assert instance.container_ids == []
+    assert not (service.root / "it-broken").exists()
+    assert await service.compose().ps("maibot-it-broken") == []
+    await service.delete("it-broken")
+
+
+async def test_remove(service: AppService) -> None:
+    root = service.directory(service.get("it-bot"))
+    await service.delete("it-bot")
+    with pytest.raises(AppNotFound):
+        service.get("it-bot")
+    assert not root.exists()
+    assert await service.compose().ps("maibot-it-bot") == []
