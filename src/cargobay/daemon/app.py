@@ -422,6 +422,9 @@ def create_app(state: DaemonState, *, recover: bool = True) -> FastAPI:
     from cargobay.daemon.scenarios import router as scenarios_router
 
     app.include_router(scenarios_router)
+    from cargobay.daemon.apps import router as apps_router
+
+    app.include_router(apps_router)
     _document_errors_as_400(app)
     return app
 
