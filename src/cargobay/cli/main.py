@@ -23,6 +23,7 @@ from typing import Annotated, Any
 
 import typer
 
+from cargobay.cli import apps as app_verbs
 from cargobay.cli import compose as compose_verbs
 from cargobay.cli import containers as container_verbs
 from cargobay.cli import hosts as host_verbs
@@ -69,6 +70,7 @@ app.add_typer(host_verbs.app, name="host")
 app.add_typer(scenario_verbs.app, name="test")
 app.add_typer(container_verbs.app)  # engine, images, containers (top-level groups)
 app.add_typer(compose_verbs.app, name="compose")
+app.add_typer(app_verbs.app, name="app")
 verbs.register(vm_app, aiva=False)
 
 

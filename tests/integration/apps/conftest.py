@@ -28,6 +28,7 @@ import pytest
 
 from tests.integration.containers.conftest import (  # noqa: F401 - fixtures used here
     busybox_image,
+    cargobayd,
     docker_engine,
 )
 
