@@ -20,7 +20,7 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any
 
-from cargobay.apps.models import Instance
+from cargobay.apps.models import Instance, InstanceStatus
 from cargobay.apps.store import AppStore
 from cargobay.apps.tasks import TaskReporter
 from cargobay.errors import AppDeployError
@@ -49,38 +49,56 @@ class LocalRunner:
     async def deploy(
         self, apps: AppStore, instance: Instance, root: Path, report: TaskReporter
     ) -> str:
-        checkout = root / "app"
-        first = not checkout.exists()
-        report.step("clone", f"cloning {instance.repo_url}")
         gitrepo = _mechanism("gitrepo")
-        try:
-            await gitrepo.clone_or_pull(  # the mechanism's API, see its docstring
-                str(instance.repo_url),
-                checkout,
-                branch=instance.branch,
-                progress=lambda f, m="": report.progress(f, m),
-            )
-        except BaseException:
-            if first:
-                shutil.rmtree(checkout, ignore_errors=True)
-            raise
-        report.step("python", "finding a suitable Python")
         pyenv = _mechanism("pyenv")
-        python = await pyenv.find_python()
-        report.step("venv", f"creating the venv with {python}")
-        venv = await pyenv.create_venv(python, root / "venv")
-        report.step("requirements", "installing requirements")
-        requirements = checkout / "requirements.txt"
-        if requirements.exists():
-            await pyenv.pip_install(venv, requirements, log=report.log)
+        checkout, venv = root / "app", root / "venv"
+        first = not checkout.exists()
+        made_venv = False
+        try:
+            if first:
+                report.step("clone", f"cloning {instance.repo_url}")
+                commit = await gitrepo.clone(
+                    str(instance.repo_url),
+                    checkout,
+                    branch=instance.branch,
+                    on_progress=report.log,
+                )
+            else:
+                report.step("clone", f"updating {checkout}")
+                if instance.branch and instance.branch != gitrepo.current_commit(checkout).branch:
+                    await gitrepo.switch_branch(checkout, instance.branch)
+                commit = await gitrepo.pull(checkout, on_progress=report.log)
+            report.log(f"at {commit.sha[:12]} ({commit.branch}): {commit.subject}")
+            report.step("python", "finding a Python >= 3.10")
+            python = await pyenv.find_python((3, 10))
+            report.log(f"using {python.path} ({python.version_text})")
+            report.step("venv", f"venv at {venv}")
+            if not (venv / "pyvenv.cfg").exists():
+                await pyenv.create_venv(python, venv, on_line=report.log)
+                made_venv = True
+            report.step("requirements", "installing requirements")
+            requirements = checkout / "requirements.txt"
+            if requirements.exists():
+                await pyenv.pip_install(venv, requirements, on_line=report.log)
+            else:
+                report.log("no requirements.txt")
+        except BaseException:
+            if first:  # a failed first deploy leaves nothing behind
+                shutil.rmtree(checkout, ignore_errors=True)
+            if made_venv and first:
+                shutil.rmtree(venv, ignore_errors=True)
+            raise
         current = apps.get(instance.id)
-        paths = {**current.paths, "app": str(checkout), "venv": str(root / "venv")}
-        apps.save(current.model_copy(update={"paths": paths, "status": "stopped"}))
-        return f"{instance.name}: checked out and installed"
+        paths = {**current.paths, "app": str(checkout), "venv": str(venv)}
+        apps.save(current.model_copy(update={"paths": paths, "status": InstanceStatus.STOPPED}))
+        return f"{instance.name}: {commit.sha[:12]} checked out, requirements installed"
 
     async def start(self, apps: AppStore, instance: Instance, root: Path) -> Instance:
-        _mechanism("ptyproc")
-        raise AppDeployError("starting local-mode processes is not wired up yet")
+        _mechanism("ptyproc")  # says so when the PTY process module is not in this build
+        raise AppDeployError(
+            f"starting local-mode instance {instance.name!r}: running its processes under a "
+            "PTY is not wired up yet in this build"
+        )
 
     async def stop(self, instance: Instance) -> None:
         for process in self._processes.pop(instance.id, []):

@@ -280,7 +280,7 @@ class AppService:
         instance = self.apps.get(name)
         if instance.deploy_mode is DeployMode.LOCAL:
             await self.local.stop(instance)
-            return self.apps.save(instance.model_copy(update={"status": "stopped"}))
+            return self.apps.save(instance.model_copy(update={"status": InstanceStatus.STOPPED}))
         await self.compose().stop(self._loaded(instance), services=list(services) or None)
         return await self._refresh(instance)
 

@@ -1,0 +1,103 @@
+"""Local mode: an instance's repository cloned from a loopback HTTP git server (dulwich's
+smart-HTTP app under wsgiref), a venv made with a real Python, requirements installed; a
+repository URL that fails leaves nothing behind and the instance as it was."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
+
+import pytest
+from dulwich import porcelain
+from dulwich.repo import Repo
+from dulwich.server import DictBackend
+from dulwich.web import make_wsgi_chain
+
+from cargobay.apps.models import DeployMode, InstanceCreate
+from cargobay.apps.service import AppService
+from cargobay.errors import AppDeployError
+from cargobay.store.sqlite import Store
+
+
+class _Quiet(WSGIRequestHandler):
+    def log_message(self, format: str, *args: object) -> None:
+        pass
+
+
+@pytest.fixture
+def repo_url(tmp_path: Path) -> Iterator[str]:
+    path = tmp_path / "maibot-standin"
+    path.mkdir()
+    porcelain.init(str(path)).close()
+    for name, text in (
+        ("bot.py", "print('stand-in MaiBot')\n"),
+        ("requirements.txt", "# stand-in: nothing to install\n"),
+    ):
+        (path / name).write_text(text)
+        porcelain.add(str(path), [str(path / name)])
+    porcelain.commit(
+        str(path), b"stand-in", author=b"T <t@example.org>", committer=b"T <t@example.org>"
+    )
+    server = make_server(
+        "127.0.0.1", 0, make_wsgi_chain(DictBackend({"/": Repo(str(path))})), WSGIServer, _Quiet
+    )
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_port}/"
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join(timeout=5)
+
+
+@pytest.fixture
+def service(tmp_path: Path) -> Iterator[AppService]:
+    store = Store.open(tmp_path / "state.db")
+    yield AppService(store, tmp_path / "apps", engine_url="unix:///nonexistent")
+    store.close()
+
+
+async def test_local_deploy_clone_venv_requirements(service: AppService, repo_url: str) -> None:
+    service.create(InstanceCreate(name="local1", deploy_mode=DeployMode.LOCAL, repo_url=repo_url))
+    task = service.deploy("local1")
+    events = [e async for e in service.tasks.follow(task.id)]
+    assert events[-1].type == "done", [e.message for e in events]
+    assert [e.step for e in events if e.type == "step"] == [
+        "clone",
+        "python",
+        "venv",
+        "requirements",
+    ]
+    instance = service.get("local1")
+    app, venv = Path(instance.paths["app"]), Path(instance.paths["venv"])
+    assert (await asyncio.to_thread((app / "bot.py").read_text)).startswith("print(")
+    assert await asyncio.to_thread((venv / "bin" / "python").exists)
+    assert instance.status == "stopped"
+
+    # a second deploy pulls (nothing new) and keeps the venv
+    again = service.deploy("local1")
+    final = await service.tasks.wait(again.id)
+    assert final.state == "succeeded", final.error
+    with pytest.raises(AppDeployError, match="PTY"):
+        await service.start("local1")
+
+
+async def test_a_bad_repository_url_leaves_nothing(service: AppService) -> None:
+    service.create(
+        InstanceCreate(
+            name="local2",
+            deploy_mode=DeployMode.LOCAL,
+            repo_url="http://127.0.0.1:9/nothing-here.git",
+        )
+    )
+    before = service.get("local2")
+    task = service.deploy("local2")
+    final = await service.tasks.wait(task.id)
+    assert final.state == "failed"
+    assert "127.0.0.1:9" in str(final.error)
+    assert not await asyncio.to_thread((service.root / "local2" / "app").exists)
+    assert service.get("local2") == before
