@@ -53,6 +53,19 @@ from cargobay.store.sqlite import Store
 __all__ = ["AppService", "status_of"]
 
 DOCKER_STEPS = ("prepare", "compose file", "images", "containers", "verify")
+CONFIG_SERVICE = {"bot": "core", "model": "core", "adapter": "adapters"}
+"""Config kinds and the stack service that reads each (restarted after a change)."""
+
+
+def _masked(value: Any) -> Any:
+    """``value`` with every ``api_key`` replaced by its masked form."""
+    from cargobay.apps.secrets import mask
+
+    if isinstance(value, dict):
+        return {k: mask(str(v)) if k == "api_key" and v else _masked(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_masked(v) for v in value]
+    return value
 
 
 def status_of(rows: Sequence[dict[str, Any]]) -> InstanceStatus:
@@ -390,6 +403,105 @@ class AppService:
                     )
                 )
         return out
+
+    # -- configuration (bot_config.toml, model_config.toml, the adapter's config.toml) -----
+
+    def config_path(self, instance: Instance, kind: str) -> Path:
+        if kind not in CONFIG_SERVICE:
+            raise AppInputError(f"bad config kind {kind!r}: one of {', '.join(CONFIG_SERVICE)}")
+        if instance.deploy_mode is DeployMode.LOCAL:
+            if kind == "adapter":
+                raise AppInputError("local instances have no adapter config managed here")
+            return Path(instance.paths.get("app", self.directory(instance) / "app")) / (
+                f"config/{kind}_config.toml"
+            )
+        if kind == "adapter":
+            return self.directory(instance) / docker_mode.ADAPTER_CONFIG
+        return self.directory(instance) / f"docker-config/mmc/{kind}_config.toml"
+
+    def read_config(self, name: str, kind: str) -> dict[str, Any]:
+        """The file's values (API keys masked) and problems with known keys."""
+        from cargobay.apps.appconfig import TomlConfig
+
+        instance = self.apps.get(name)
+        config = TomlConfig.load(self.config_path(instance, kind), kind=kind)  # type: ignore[arg-type]
+        return {
+            "path": str(config.path),
+            "values": _masked(config.doc.unwrap()),
+            "problems": config.validate(),
+        }
+
+    async def edit_config(
+        self,
+        name: str,
+        kind: str,
+        *,
+        set_values: dict[str, Any],
+        delete: Sequence[str] = (),
+        create: bool = False,
+        restart: bool = True,
+    ) -> dict[str, Any]:
+        """Change keys (comments and order kept); all or nothing: a syntax error in the
+        file, an unknown table or a bad value changes nothing.  A running Docker instance
+        then restarts the service that reads the file."""
+        from cargobay.apps.appconfig import TomlConfig
+
+        instance = self.apps.get(name)
+        path = self.config_path(instance, kind)
+        config = TomlConfig.load(path, kind=kind)  # type: ignore[arg-type]
+        for key, value in set_values.items():
+            config.set(key, value, create=create)
+        for key in delete:
+            config.delete(key)
+        problems = config.validate()
+        if problems:
+            from cargobay.errors import AppConfigError
+
+            raise AppConfigError(f"{path}: " + "; ".join(problems))
+        await asyncio.to_thread(config.save)
+        restarted = await self._restart_reader(instance, kind) if restart else []
+        return {"path": str(path), "changed": [*set_values, *delete], "restarted": restarted}
+
+    async def _restart_reader(self, instance: Instance, kind: str) -> list[str]:
+        if instance.deploy_mode is DeployMode.LOCAL or not instance.docker_compose_path:
+            return []
+        service = CONFIG_SERVICE[kind]
+        rows = await self.compose().ps(docker_mode.project_name(instance), services=[service])
+        if not any(r["state"] == "running" for r in rows):
+            return []
+        await self.compose().restart(self._loaded(instance), services=[service])
+        return [service]
+
+    # -- API providers (keys in a 0600 file, masked in every answer) ----------------------
+
+    def _providers(self, instance: Instance) -> Any:
+        from cargobay.apps.secrets import ProviderStore
+
+        return ProviderStore(self.directory(instance) / "secrets.json")
+
+    def list_providers(self, name: str) -> list[dict[str, Any]]:
+        result: list[dict[str, Any]] = self._providers(self.apps.get(name)).public()
+        return result
+
+    async def put_provider(self, name: str, provider: dict[str, Any]) -> dict[str, Any]:
+        """Save a provider and write it into model_config.toml (0600); restart the core."""
+        from cargobay.apps.appconfig import TomlConfig
+        from cargobay.apps.secrets import apply_providers, provider_from
+
+        instance = self.apps.get(name)
+        parsed = provider_from(provider)
+        path = self.config_path(instance, "model")
+        config = TomlConfig.load(path, kind="model") if path.exists() else None  # syntax first
+        store = self._providers(instance)
+        store.put(parsed)
+        restarted: list[str] = []
+        if config is not None:
+            await asyncio.to_thread(apply_providers, config, store.providers())
+            restarted = await self._restart_reader(instance, "model")
+        return {"provider": parsed.public(), "restarted": restarted}
+
+    def delete_provider(self, name: str, provider: str) -> None:
+        self._providers(self.apps.get(name)).remove(provider)
 
 
 def _parse_time(value: Any) -> datetime | None:

@@ -236,3 +236,50 @@ async def app_compose(request: Request, name: str) -> PlainTextResponse:
         raise AppConflict(f"app instance {name!r} has no compose file (not deployed with Docker)")
     text = await asyncio.to_thread(Path(instance.docker_compose_path).read_text, "utf-8")
     return PlainTextResponse(text, media_type="application/yaml")
+
+
+class ConfigEdit(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    set: dict[str, Any] = Field(default_factory=dict, description="dotted key -> value")
+    delete: list[str] = Field(default_factory=list, description="dotted keys to remove")
+    create: bool = Field(default=False, description="create missing tables")
+    restart: bool = Field(default=True, description="restart the service that reads the file")
+
+
+@router.get("/{name}/config/{kind}")
+async def get_config(request: Request, name: str, kind: str) -> dict[str, Any]:
+    """``kind``: bot, model or adapter.  API keys are masked."""
+    return app_service(request).read_config(name, kind)
+
+
+@router.patch("/{name}/config/{kind}")
+async def edit_config(request: Request, name: str, kind: str, body: ConfigEdit) -> dict[str, Any]:
+    """Change keys, keeping comments and order; all or nothing; then restart the reader."""
+    return await app_service(request).edit_config(
+        name,
+        kind,
+        set_values=body.set,
+        delete=body.delete,
+        create=body.create,
+        restart=body.restart,
+    )
+
+
+@router.get("/{name}/providers")
+async def list_providers(request: Request, name: str) -> list[dict[str, Any]]:
+    """The instance's API providers, keys masked."""
+    return app_service(request).list_providers(name)
+
+
+@router.put("/{name}/providers/{provider}")
+async def put_provider(
+    request: Request, name: str, provider: str, body: dict[str, Any]
+) -> dict[str, Any]:
+    """Add or replace a provider (name, base_url, api_key, client_type, max_retry, ...)."""
+    return await app_service(request).put_provider(name, {**body, "name": provider})
+
+
+@router.delete("/{name}/providers/{provider}", status_code=204)
+async def delete_provider(request: Request, name: str, provider: str) -> Response:
+    app_service(request).delete_provider(name, provider)
+    return Response(status_code=204)

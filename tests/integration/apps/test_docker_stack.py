@@ -5,7 +5,9 @@ failed deploy that cleans up, removal.  One stack for the module (tests run in o
 from __future__ import annotations
 
 import asyncio
+import http.client
 import os
+import time
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
@@ -14,16 +16,25 @@ import pytest
 
 from cargobay.apps.models import DeployMode, InstanceCreate, StackConfig
 from cargobay.apps.service import AppService
-from cargobay.errors import AppConflict, AppNotFound
+from cargobay.errors import AppConfigError, AppConflict, AppNotFound, TomlSyntaxError
 from cargobay.store.sqlite import Store
 from tests.integration.apps.conftest import free_port
 
 pytestmark = pytest.mark.usefixtures("maibot_standins")
 
 
-def _get(port: int) -> str:
-    with urllib.request.urlopen(f"http://127.0.0.1:{port}/", timeout=5) as reply:
-        return reply.read().decode()
+def _get(port: int, wait: float = 15.0) -> str:
+    """The stand-in's page; a container that just (re)started gets ``wait`` seconds to
+    listen."""
+    deadline = time.monotonic() + wait
+    while True:
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/", timeout=5) as reply:
+                return reply.read().decode()
+        except (OSError, http.client.HTTPException):
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.1)
 
 
 @pytest.fixture(scope="module")
@@ -121,6 +132,35 @@ async def test_a_failed_first_deploy_leaves_nothing(
     assert not (service.root / "it-broken").exists()
     assert await service.compose().ps("maibot-it-broken") == []
     await service.delete("it-broken")
+
+
+async def test_config_edit_reaches_the_running_core(
+    service: AppService, ports: dict[str, int]
+) -> None:
+    bot_config = service.config_path(service.get("it-bot"), "bot")
+    before = await asyncio.to_thread(bot_config.read_text)
+    result = await service.edit_config("it-bot", "bot", set_values={"bot.nickname": "麦麦"})
+    assert result["restarted"] == ["core"]
+    text = await asyncio.to_thread(bot_config.read_text)
+    assert "# MaiBot bot_config.toml" in text  # the comment survived
+    assert 'nickname = "麦麦"' in _get(ports["webui_port"])  # the restarted core read it
+    assert service.read_config("it-bot", "bot")["values"]["bot"]["nickname"] == "麦麦"
+    assert before != text
+
+
+async def test_a_toml_syntax_error_changes_nothing(
+    service: AppService, ports: dict[str, int]
+) -> None:
+    adapter = service.config_path(service.get("it-bot"), "adapter")
+    broken = (await asyncio.to_thread(adapter.read_text)) + "\n[maibot_server\nport = 1\n"
+    await asyncio.to_thread(adapter.write_text, broken)
+    with pytest.raises(TomlSyntaxError, match=r"config.toml:\d+:\d+"):
+        await service.edit_config("it-bot", "adapter", set_values={"maibot_server.port": 8001})
+    assert await asyncio.to_thread(adapter.read_text) == broken
+    status = await service.status("it-bot")
+    assert status["instance"].status == "running"  # nothing was restarted
+    with pytest.raises(AppConfigError):  # a bad value: nothing written
+        await service.edit_config("it-bot", "bot", set_values={"nosuch.table": 1})
 
 
 async def test_remove(service: AppService) -> None:
