@@ -491,13 +491,15 @@ class AppService:
         instance = self.apps.get(name)
         parsed = provider_from(provider)
         path = self.config_path(instance, "model")
-        config = TomlConfig.load(path, kind="model") if path.exists() else None  # syntax first
+        if not path.parent.is_dir():
+            raise AppConflict(f"app instance {name!r} has no config directory yet; deploy it")
+        if not path.exists():
+            path.write_text("# MaiBot model_config.toml (API providers written by cargobay)\n")
+        config = TomlConfig.load(path, kind="model")  # a syntax error: nothing saved
         store = self._providers(instance)
         store.put(parsed)
-        restarted: list[str] = []
-        if config is not None:
-            await asyncio.to_thread(apply_providers, config, store.providers())
-            restarted = await self._restart_reader(instance, "model")
+        await asyncio.to_thread(apply_providers, config, store.providers())
+        restarted = await self._restart_reader(instance, "model")
         return {"provider": parsed.public(), "restarted": restarted}
 
     def delete_provider(self, name: str, provider: str) -> None:

@@ -8,6 +8,8 @@
     cargobay app logs NAME [--service S]... [-f] [--tail N] [--grep REGEX]
     cargobay app rm NAME [--keep-data]
     cargobay app import-legacy PATH          an older launcher's database (run once)
+    cargobay app config NAME bot|model|adapter [--set KEY=VALUE]... [--unset KEY]... [--no-restart]
+    cargobay app provider ls|set|rm NAME ...  API providers (keys stored 0600, shown masked)
 
 ``--set`` sets a stack setting (``webui_port=18001``, ``core_image=...``,
 ``bind_address=127.0.0.1``; see ``StackConfig``).  Every command takes ``--json``.
@@ -310,3 +312,93 @@ def import_legacy(
         return
     note(f"imported {len(report['imported'])} instance(s): {', '.join(report['imported'])}")
     note(f"backup of the old database: {report['backup']}")
+
+
+@app.command("config")
+def config(
+    name: NameArg,
+    kind: Annotated[str, typer.Argument(help="bot, model or adapter.")],
+    sets: Annotated[
+        list[str] | None, typer.Option("--set", help="KEY=VALUE (dotted key; repeatable).")
+    ] = None,
+    unset: Annotated[list[str] | None, typer.Option("--unset", help="Remove KEY.")] = None,
+    create: Annotated[bool, typer.Option("--create", help="Create missing tables.")] = False,
+    no_restart: Annotated[bool, typer.Option("--no-restart")] = False,
+    json_flag: JsonOpt = False,
+) -> None:
+    """Show or edit an instance's config file (comments and order are kept)."""
+    apps = _apps()
+    if not sets and not unset:
+        result = apps.config(name, kind)
+        if json_flag:
+            emit_document(result, Format.JSON)
+        else:
+            emit_document(result["values"], Format.JSON)
+            for problem in result["problems"]:
+                note(f"problem: {problem}")
+        return
+    result = apps.edit_config(
+        name,
+        kind,
+        set_values=_parse_sets(sets or []),
+        delete=unset or [],
+        create=create,
+        restart=not no_restart,
+    )
+    if json_flag:
+        emit_document(result, Format.JSON)
+        return
+    restarted = ", ".join(result["restarted"]) or "nothing"
+    note(f"{result['path']}: changed {', '.join(result['changed'])}; restarted {restarted}")
+
+
+provider_app = new_app("provider", "API providers of an instance (keys stored 0600, masked).")
+app.add_typer(provider_app, name="provider")
+
+
+@provider_app.command("ls")
+def provider_ls(name: NameArg, json_flag: JsonOpt = False) -> None:
+    """The instance's API providers (keys masked)."""
+    providers = _apps().providers(name)
+    if json_flag:
+        emit_document(providers, Format.JSON)
+        return
+    rows = [[p["name"], p["client_type"], p["base_url"], p["api_key"]] for p in providers]
+    print_table(["NAME", "CLIENT", "BASE URL", "KEY"], rows)
+
+
+@provider_app.command("set")
+def provider_set(
+    name: NameArg,
+    provider: Annotated[str, typer.Argument(metavar="PROVIDER")],
+    base_url: Annotated[str, typer.Option("--base-url")],
+    api_key_env: Annotated[
+        str, typer.Option("--api-key-env", help="Read the key from this environment variable.")
+    ] = "CARGOBAY_API_KEY",
+    client_type: Annotated[str, typer.Option("--client-type")] = "openai",
+    max_retry: Annotated[int, typer.Option("--max-retry")] = 2,
+) -> None:
+    """Add or replace a provider; the key comes from the environment (never argv)."""
+    import os
+
+    key = os.environ.get(api_key_env)
+    if not key:
+        raise InvalidInput(f"set the API key in ${api_key_env} (it is not read from argv)")
+    result = _apps().put_provider(
+        name,
+        provider,
+        base_url=base_url,
+        api_key=key,
+        client_type=client_type,
+        max_retry=max_retry,
+    )
+    note(f"provider {provider} saved (key {result['provider']['api_key']})")
+
+
+@provider_app.command("rm")
+def provider_rm(
+    name: NameArg, provider: Annotated[str, typer.Argument(metavar="PROVIDER")]
+) -> None:
+    """Remove a provider from the launcher's store."""
+    _apps().delete_provider(name, provider)
+    note(f"provider {provider} removed")

@@ -92,6 +92,21 @@ class _Calls:
         )
 
     @staticmethod
+    def edit_config(name: str, kind: str, body: Mapping[str, Any]) -> _Call:
+        return _Call(
+            "PATCH", f"{PREFIX}/{_seg(name)}/config/{_seg(kind)}", json=dict(body), timeout=SLOW
+        )
+
+    @staticmethod
+    def provider(method: str, name: str, provider: str, body: Mapping[str, Any] | None) -> _Call:
+        return _Call(
+            method,
+            f"{PREFIX}/{_seg(name)}/providers/{_seg(provider)}",
+            json=dict(body) if body is not None else None,
+            timeout=SLOW,
+        )
+
+    @staticmethod
     def import_legacy(path: str) -> _Call:
         return _Call("POST", f"{PREFIX}/import-legacy", json={"path": path})
 
@@ -175,6 +190,42 @@ class AppsClient:
     def import_legacy(self, path: str) -> dict[str, Any]:
         result: dict[str, Any] = self._client._request(_Calls.import_legacy(path))
         return result
+
+    def config(self, name: str, kind: str) -> dict[str, Any]:
+        """``kind``: bot, model or adapter; values with API keys masked."""
+        result: dict[str, Any] = self._client._request(_Calls.get_sub(name, f"config/{kind}"))
+        return result
+
+    def edit_config(
+        self,
+        name: str,
+        kind: str,
+        *,
+        set_values: Mapping[str, Any] | None = None,
+        delete: Sequence[str] = (),
+        create: bool = False,
+        restart: bool = True,
+    ) -> dict[str, Any]:
+        body = {
+            "set": dict(set_values or {}),
+            "delete": list(delete),
+            "create": create,
+            "restart": restart,
+        }
+        result: dict[str, Any] = self._client._request(_Calls.edit_config(name, kind, body))
+        return result
+
+    def providers(self, name: str) -> _Rows:
+        result: _Rows = self._client._request(_Calls.get_sub(name, "providers"))
+        return result
+
+    def put_provider(self, name: str, provider: str, **fields: Any) -> dict[str, Any]:
+        call = _Calls.provider("PUT", name, provider, fields)
+        result: dict[str, Any] = self._client._request(call)
+        return result
+
+    def delete_provider(self, name: str, provider: str) -> None:
+        self._client._request(_Calls.provider("DELETE", name, provider, None))
 
 
 class AsyncAppsClient:

@@ -62,6 +62,35 @@ def test_app_cli_docker_lifecycle(cargobayd: CargoBayd, maibot_standins: dict[st
     _ok(compose)
     assert "cargobay-test/maibot-standin:1" in compose.stdout
 
+    edited = cargobayd.cli("app", "config", "cli-bot", "bot", "--set", "bot.nickname=cli-mai")
+    _ok(edited)
+    assert "restarted core" in edited.stderr
+    shown = cargobayd.cli("app", "config", "cli-bot", "bot", "--json")
+    assert json.loads(shown.stdout)["values"]["bot"]["nickname"] == "cli-mai"
+    refused = cargobayd.cli("app", "config", "cli-bot", "bot", "--set", "nosuch.key=1")
+    assert refused.returncode == 2, refused.stderr
+    assert "nosuch" in refused.stderr
+
+    secret = "sk-test-" + "0123456789abcdef"
+    saved = cargobayd.cli(
+        "app",
+        "provider",
+        "set",
+        "cli-bot",
+        "DeepSeek",
+        "--base-url",
+        "http://127.0.0.1:9/v1",
+        env={"CARGOBAY_API_KEY": secret},
+    )
+    _ok(saved)
+    providers = cargobayd.cli("app", "provider", "ls", "cli-bot", "--json")
+    _ok(providers)
+    assert secret not in providers.stdout + saved.stderr
+    assert json.loads(providers.stdout)[0]["api_key"].endswith("cdef")
+    model = json.loads(cargobayd.cli("app", "config", "cli-bot", "model", "--json").stdout)
+    assert model["values"]["api_providers"][0]["name"] == "DeepSeek"
+    assert secret not in json.dumps(model)
+
     stopped = cargobayd.cli("app", "stop", "cli-bot", "--json")
     _ok(stopped)
     assert json.loads(stopped.stdout)["status"] == "stopped"
