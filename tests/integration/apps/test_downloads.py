@@ -255,3 +255,30 @@ async def test_gives_up_after_retries_and_keeps_the_part(tmp_path: Path) -> None
             await download(spec, retries=2, backoff=0.01)
     assert spec.part.stat().st_size > 0  # resumable by the next run
     assert not spec.dest.exists()
+
+
+async def test_concurrency_is_bounded(tmp_path: Path) -> None:
+    active = 0
+    peak = 0
+
+    async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        nonlocal active, peak
+        await reader.readuntil(b"\r\n\r\n")
+        active += 1
+        peak = max(peak, active)
+        await asyncio.sleep(0.05)
+        active -= 1
+        writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nConnection: close\r\n\r\nok")
+        await writer.drain()
+        writer.close()
+
+    server = await asyncio.start_server(handle, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    async with server:
+        specs = [
+            DownloadSpec(url=f"http://127.0.0.1:{port}/{i}", dest=tmp_path / str(i))
+            for i in range(6)
+        ]
+        await download_all(specs, concurrency=2)
+    assert peak == 2
+    assert all((tmp_path / str(i)).read_bytes() == b"ok" for i in range(6))
