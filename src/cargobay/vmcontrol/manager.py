@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+from typing import TYPE_CHECKING
 
 from cargobay.errors import Conflict, NotFound
 from cargobay.vmcontrol.config import HostInfo, SpiceVmConfig, TransportConfig
@@ -29,6 +30,9 @@ from cargobay.vmcontrol.hosts import (
     HostUnreachable,
     UnknownHost,
 )
+
+if TYPE_CHECKING:
+    from cargobay.vmcontrol.spice.client import SpiceVmConnection
 
 __all__ = ["TransportManager"]
 
@@ -41,7 +45,7 @@ class TransportManager:
         self._spice_configs: dict[str, SpiceVmConfig] = {
             vm.vm_id: vm for vm in self.config.spice.vms
         }
-        self._spice: dict[str, object] = {}
+        self._spice: dict[str, SpiceVmConnection] = {}
         self._lock = asyncio.Lock()
 
     # --- hosts --------------------------------------------------------------------------
@@ -154,12 +158,12 @@ class TransportManager:
     def spice_vms(self) -> list[SpiceVmConfig]:
         return [self._spice_configs[k] for k in sorted(self._spice_configs)]
 
-    async def get_spice_connection(self, vm_id: str) -> object:
+    async def get_spice_connection(self, vm_id: str) -> SpiceVmConnection:
         """The VM's ``SpiceVmConnection``, linked (main channel) on first use."""
         from cargobay.vmcontrol.spice.client import SpiceVmConnection, tls_context
 
         existing = self._spice.get(vm_id)
-        if isinstance(existing, SpiceVmConnection) and existing.state.value == "connected":
+        if existing is not None and existing.state.value == "connected":
             return existing
         try:
             config = self._spice_configs[vm_id]
@@ -186,13 +190,10 @@ class TransportManager:
     # --- closing ------------------------------------------------------------------------
 
     async def close(self) -> None:
-        from cargobay.vmcontrol.spice.client import SpiceVmConnection
-
         spice, self._spice = self._spice, {}
         for conn in spice.values():
-            if isinstance(conn, SpiceVmConnection):
-                with contextlib.suppress(Exception):
-                    await conn.close()
+            with contextlib.suppress(Exception):
+                await conn.close()
         hosts, self._hosts = self._hosts, {}
         owned = [c for k, c in hosts.items() if k not in self._borrowed]
         self._borrowed.clear()
