@@ -23,7 +23,7 @@ from typing import Any
 from cargobay.apps.models import Instance, InstanceStatus
 from cargobay.apps.store import AppStore
 from cargobay.apps.tasks import TaskReporter
-from cargobay.errors import AppDeployError
+from cargobay.errors import AppConflict, AppDeployError
 
 __all__ = ["STEPS", "LocalRunner"]
 
@@ -40,11 +40,15 @@ def _mechanism(name: str) -> ModuleType:
         ) from err
 
 
+def _deployed(checkout: Path, venv: Path) -> bool:
+    return checkout.is_dir() and venv.is_dir()
+
+
 class LocalRunner:
     """Local-mode instances of one daemon (processes are tracked in memory)."""
 
     def __init__(self) -> None:
-        self._processes: dict[str, list[Any]] = {}
+        self._processes: dict[str, list[tuple[str, Any]]] = {}
 
     async def deploy(
         self, apps: AppStore, instance: Instance, root: Path, report: TaskReporter
@@ -94,27 +98,67 @@ class LocalRunner:
         return f"{instance.name}: {commit.sha[:12]} checked out, requirements installed"
 
     async def start(self, apps: AppStore, instance: Instance, root: Path) -> Instance:
-        _mechanism("ptyproc")  # says so when the PTY process module is not in this build
-        raise AppDeployError(
-            f"starting local-mode instance {instance.name!r}: running its processes under a "
-            "PTY is not wired up yet in this build"
+        """Run the instance's ``local_commands`` under PTYs (restart on failure)."""
+        ptyproc = _mechanism("ptyproc")
+        pyenv = _mechanism("pyenv")
+        if any(p.state in ("running", "backoff") for _, p in self._processes.get(instance.id, [])):
+            raise AppConflict(f"app instance {instance.name!r} is already running")
+        checkout = Path(instance.paths.get("app", root / "app"))
+        venv = Path(instance.paths.get("venv", root / "venv"))
+        if not _deployed(checkout, venv):
+            raise AppConflict(
+                f"app instance {instance.name!r} is not deployed yet; "
+                f"run `cargobay app deploy {instance.name}` first"
+            )
+        python = str(pyenv.venv_python_path(venv))
+        started: list[tuple[str, Any]] = []
+        try:
+            for name, argv in instance.local_commands.items():
+                spec = ptyproc.ProcessSpec(
+                    argv=[python if a == "{python}" else a for a in argv],
+                    cwd=checkout,
+                    restart="on-failure",
+                    max_restarts=5,
+                )
+                process = ptyproc.PtyProcess(spec)
+                await process.start()
+                started.append((name, process))
+        except BaseException:
+            for _, process in started:
+                await process.stop()
+            raise
+        self._processes[instance.id] = started
+        return apps.save(
+            apps.get(instance.id).model_copy(update={"status": InstanceStatus.RUNNING})
         )
 
     async def stop(self, instance: Instance) -> None:
-        for process in self._processes.pop(instance.id, []):
+        for _, process in self._processes.pop(instance.id, []):
             await process.stop()
 
     def processes(self, instance: Instance) -> list[dict[str, Any]]:
-        return [p.info() for p in self._processes.get(instance.id, [])]
+        return [
+            {
+                "name": name,
+                "pid": p.pid,
+                "state": str(p.state),
+                "exit_code": p.exit_code,
+                "restarts": p.restarts,
+            }
+            for name, p in self._processes.get(instance.id, [])
+        ]
 
     async def logs(
         self, instance: Instance, *, follow: bool = False, tail: int | None = None
     ) -> AsyncIterator[dict[str, Any]]:
-        for process in self._processes.get(instance.id, []):
-            for line in process.output(tail=tail):
-                yield {"type": "log", "service": process.name, "line": line}
+        """The processes' output as lines, ANSI sequences kept (from the PTY history)."""
+        for name, process in self._processes.get(instance.id, []):
+            lines = process.history().decode(errors="replace").splitlines()
+            for line in lines[-tail:] if tail else lines:
+                yield {"type": "log", "service": name, "stream": "pty", "line": line}
 
     async def close(self) -> None:
+        """Stop every process (daemon shutdown: no orphans, no zombies)."""
         for instance_id in list(self._processes):
-            for process in self._processes.pop(instance_id):
+            for _, process in self._processes.pop(instance_id):
                 await process.stop()

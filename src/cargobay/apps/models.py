@@ -135,6 +135,10 @@ class _InstanceFields(BaseModel):
     stack: StackConfig = Field(default_factory=StackConfig)
     ports: dict[str, int] = Field(default_factory=dict)
     paths: dict[str, str] = Field(default_factory=dict)
+    local_commands: dict[str, list[str]] = Field(
+        default_factory=lambda: {"core": ["{python}", "bot.py"]},
+        description="local mode: the processes to run in the checkout ({python}: the venv's)",
+    )
 
 
 class InstanceCreate(_InstanceFields):

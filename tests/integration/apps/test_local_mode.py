@@ -5,6 +5,7 @@ repository URL that fails leaves nothing behind and the instance as it was."""
 from __future__ import annotations
 
 import asyncio
+import os
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -18,8 +19,14 @@ from dulwich.web import make_wsgi_chain
 
 from cargobay.apps.models import DeployMode, InstanceCreate
 from cargobay.apps.service import AppService
-from cargobay.errors import AppDeployError
+from cargobay.errors import AppConflict
 from cargobay.store.sqlite import Store
+
+BOT = (
+    "import sys, time\n"
+    "print('\\x1b[32mstand-in MaiBot\\x1b[0m tty=%s' % sys.stdout.isatty(), flush=True)\n"
+    "time.sleep(120)\n"
+)
 
 
 class _Quiet(WSGIRequestHandler):
@@ -33,7 +40,7 @@ def repo_url(tmp_path: Path) -> Iterator[str]:
     path.mkdir()
     porcelain.init(str(path)).close()
     for name, text in (
-        ("bot.py", "print('stand-in MaiBot')\n"),
+        ("bot.py", BOT),
         ("requirements.txt", "# stand-in: nothing to install\n"),
     ):
         (path / name).write_text(text)
@@ -74,7 +81,7 @@ async def test_local_deploy_clone_venv_requirements(service: AppService, repo_ur
     ]
     instance = service.get("local1")
     app, venv = Path(instance.paths["app"]), Path(instance.paths["venv"])
-    assert (await asyncio.to_thread((app / "bot.py").read_text)).startswith("print(")
+    assert (await asyncio.to_thread((app / "bot.py").read_text)) == BOT
     assert await asyncio.to_thread((venv / "bin" / "python").exists)
     assert instance.status == "stopped"
 
@@ -82,8 +89,25 @@ async def test_local_deploy_clone_venv_requirements(service: AppService, repo_ur
     again = service.deploy("local1")
     final = await service.tasks.wait(again.id)
     assert final.state == "succeeded", final.error
-    with pytest.raises(AppDeployError, match="PTY"):
+
+    # the app's process under a PTY: output with its ANSI colours, stopped with no zombie
+    running = await service.start("local1")
+    assert running.status == "running"
+    [proc] = service.local.processes(running)
+    assert proc["state"] == "running"
+    lines: list[str] = []
+    for _ in range(100):
+        lines = [e["line"] async for e in await service.logs("local1")]
+        if lines:
+            break
+        await asyncio.sleep(0.1)
+    assert lines == ["\x1b[32mstand-in MaiBot\x1b[0m tty=True"]
+    with pytest.raises(AppConflict, match="already running"):
         await service.start("local1")
+    stopped = await service.stop("local1")
+    assert stopped.status == "stopped"
+    with pytest.raises(ProcessLookupError):
+        os.kill(proc["pid"], 0)  # gone and reaped
 
 
 async def test_a_bad_repository_url_leaves_nothing(service: AppService) -> None:
