@@ -20,6 +20,8 @@ Invariants:
   exponential backoff, resuming from the ``.part``; a checksum mismatch removes the ``.part``
   and raises :class:`~cargobay.errors.ChecksumMismatch`; other 4xx raise at once.
 - Progress events (:class:`DownloadProgress`) report bytes done/total per file.
+- A ``dest`` that already has the expected SHA-256 is not fetched again; a ``.part`` that
+  already holds the whole file (the server answers 416 for the rest) is only verified.
 """
 
 from __future__ import annotations
@@ -40,6 +42,7 @@ from cargobay.errors import ChecksumMismatch, DownloadError, InvalidInput
 TRANSIENT_STATUS = frozenset({408, 425, 429, 500, 502, 503, 504})
 _SHA256 = re.compile(r"^[0-9a-f]{64}$")
 _CONTENT_RANGE = re.compile(r"^bytes (\d+)-(\d+)/(\d+|\*)$")
+_CONTENT_RANGE_416 = re.compile(r"^bytes \*/(\d+)$")
 
 
 class DownloadSpec(BaseModel):
@@ -105,6 +108,10 @@ def _hash_file(path: Path) -> hashlib._Hash:
     return digest
 
 
+def _matches(path: Path, sha256: str) -> bool:
+    return path.is_file() and _hash_file(path).hexdigest() == sha256
+
+
 async def _attempt(
     client: httpx.AsyncClient,
     spec: DownloadSpec,
@@ -118,6 +125,9 @@ async def _attempt(
     try:
         async with client.stream("GET", spec.url, headers=headers) as resp:
             if resp.status_code == 416 and have:
+                size = _CONTENT_RANGE_416.match(resp.headers.get("content-range", ""))
+                if size and int(size[1]) == have:
+                    return  # the .part is already the whole file: go on to verify it
                 part.unlink()  # what we hold does not fit the file any more: start over
                 raise _Transient(f"{spec.url}: range not satisfiable; restarting")
             if resp.status_code in TRANSIENT_STATUS:
@@ -170,6 +180,10 @@ async def download(
             return await download(
                 spec, client=own, on_progress=on_progress, retries=retries, backoff=backoff
             )
+    if spec.sha256 is not None and await asyncio.to_thread(_matches, spec.dest, spec.sha256):
+        size = spec.dest.stat().st_size
+        _emit(on_progress, spec, state="done", done=size, total=size, message="already there")
+        return spec.dest
     spec.dest.parent.mkdir(parents=True, exist_ok=True)
     attempt = 0
     while True:

@@ -236,7 +236,9 @@ class PtyProcess:
                 break
             try:
                 proc = await self._spawn()
-            except AppProcessError:
+            except AppProcessError as err:  # e.g. the program was removed meanwhile
+                self.state = ProcState.EXITED
+                self._output(f"\r\n[cargobay] restart failed: {err}\r\n".encode())
                 break
         if self._stopping:
             self.state = ProcState.STOPPED

@@ -282,3 +282,22 @@ async def test_concurrency_is_bounded(tmp_path: Path) -> None:
         await download_all(specs, concurrency=2)
     assert peak == 2
     assert all((tmp_path / str(i)).read_bytes() == b"ok" for i in range(6))
+
+
+async def test_complete_part_is_verified_not_refetched(nginx: Nginx, tmp_path: Path) -> None:
+    data = _publish(nginx, "whole.bin", 5_000)
+    spec = DownloadSpec(
+        url=nginx.url("whole.bin"),
+        dest=tmp_path / "whole.bin",
+        sha256=hashlib.sha256(data).hexdigest(),
+    )
+    spec.part.write_bytes(data)
+    await download(spec, backoff=5.0)
+    assert spec.dest.read_bytes() == data
+    assert '"GET /whole.bin HTTP/1.1" 416' in nginx.access_log.read_text()
+    # and once it is in place with the right checksum, nothing is fetched at all
+    before = nginx.access_log.read_text().count("/whole.bin")
+    events: list[DownloadProgress] = []
+    await download(spec, on_progress=events.append)
+    assert nginx.access_log.read_text().count("/whole.bin") == before
+    assert [(e.state, e.message) for e in events] == [("done", "already there")]

@@ -168,3 +168,14 @@ async def test_send_input_and_bad_command(tmp_path: Path) -> None:
     with pytest.raises(AppProcessError, match="cannot start"):
         await PtyProcess(ProcessSpec(argv=[str(tmp_path / "missing")])).start()
     assert os.listdir(tmp_path) == []
+
+
+async def test_restart_that_cannot_spawn_ends_as_exited(tmp_path: Path) -> None:
+    program = tmp_path / "app.sh"
+    program.write_text(f"#!/bin/sh\nrm {program}\nexit 2\n")
+    program.chmod(0o755)
+    proc = PtyProcess(ProcessSpec(argv=[str(program)], restart="on-failure", backoff_initial=0.01))
+    await proc.start()
+    assert await proc.wait() == 2
+    assert proc.state == ProcState.EXITED
+    assert b"restart failed" in proc.history()
