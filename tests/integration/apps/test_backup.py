@@ -1,5 +1,6 @@
 """cargobay.apps.backup with a real dockerd: files, data directories and a named volume go
-into one tar.gz and come back under a new instance name."""
+into one tar.gz and come back under a new instance name.  ``docker_engine`` and
+``busybox_image`` come from this folder's conftest (the containers tests' fixtures)."""
 
 from __future__ import annotations
 
@@ -16,10 +17,6 @@ import pytest
 from cargobay.apps.backup import create_backup, read_manifest, restore_backup
 from cargobay.containers.engine import DockerEngine
 from cargobay.errors import BackupError, Conflict, ContainerError, InvalidInput
-from tests.integration.containers import conftest as docker_fixtures
-
-docker_engine = docker_fixtures.docker_engine
-busybox_image = docker_fixtures.busybox_image
 
 
 @pytest.fixture

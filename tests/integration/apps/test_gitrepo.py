@@ -55,7 +55,8 @@ def upstream(tmp_path: Path) -> Iterator[Upstream]:
     porcelain.checkout(str(path), "dev")
     up.commit("dev.txt", "dev only\n", "on dev")
     porcelain.checkout(str(path), "master")
-    backend = DictBackend({"/": Repo(str(path))})
+    served = Repo(str(path))
+    backend = DictBackend({"/": served})
     server = make_server("127.0.0.1", 0, make_wsgi_chain(backend), WSGIServer, _Quiet)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
@@ -66,6 +67,7 @@ def upstream(tmp_path: Path) -> Iterator[Upstream]:
         server.shutdown()
         server.server_close()
         thread.join(timeout=5)
+        served.close()
 
 
 async def test_shallow_clone_with_progress_then_pull(upstream: Upstream, tmp_path: Path) -> None:
