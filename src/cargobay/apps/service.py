@@ -505,6 +505,59 @@ class AppService:
     def delete_provider(self, name: str, provider: str) -> None:
         self._providers(self.apps.get(name)).remove(provider)
 
+    # -- backup and restore -------------------------------------------------------------
+
+    async def backup(self, name: str, dest: Path | None = None) -> dict[str, Any]:
+        """One archive of the instance's settings (``instance.json``), configuration, data
+        directories and provider secrets (the stack keeps its state in bind mounts)."""
+        from cargobay.apps.backup import create_backup
+
+        instance = self.apps.get(name)
+        root = self.directory(instance)
+        await asyncio.to_thread(root.mkdir, parents=True, exist_ok=True)
+        record = root / "instance.json"
+        await asyncio.to_thread(record.write_text, instance.model_dump_json(indent=2))
+        wanted = ["instance.json", "docker-config", "data", "secrets.json", "app/config"]
+        paths = [p for p in wanted if await asyncio.to_thread((root / p).exists)]
+        if dest is None:
+            stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
+            dest = self.root.parent / "app-backups" / f"{instance.name}-{stamp}.tar.gz"
+        await asyncio.to_thread(dest.parent.mkdir, parents=True, exist_ok=True)
+        manifest = await create_backup(dest, instance=instance.name, root=root, paths=paths)
+        return {"archive": str(dest), "manifest": manifest.model_dump(mode="json")}
+
+    async def restore(self, archive: Path, new_name: str) -> Instance:
+        """A new instance ``new_name`` from a backup: its files, then its settings (not
+        deployed: deploy it to run it).  A name clash is refused before anything is
+        written; a failed restore leaves nothing."""
+        from cargobay.apps.backup import restore_backup
+
+        body = InstanceCreate(name=new_name)  # validates the name
+        if self.apps.find(body.name) is not None:
+            raise AppConflict(f"an app instance named {new_name!r} already exists")
+        root = self.root / new_name
+        await restore_backup(archive, new_name=new_name, root=root)
+        try:
+            text = await asyncio.to_thread((root / "instance.json").read_text)
+            old = Instance.model_validate_json(text)
+            instance = Instance(
+                **old.model_dump(
+                    include=set(InstanceCreate.model_fields) - {"name", "deploy_mode", "wsl_distro"}
+                ),
+                name=new_name,
+                deploy_mode=old.deploy_mode,
+                wsl_distro=old.wsl_distro,
+            )
+            instance.paths = {"root": str(root)}
+            if instance.deploy_mode is not DeployMode.LOCAL:
+                instance.docker_network = docker_mode.network_name(instance)
+            return self.apps.insert(instance)
+        except BaseException as err:
+            await asyncio.to_thread(shutil.rmtree, root, True)
+            if isinstance(err, OSError | ValueError):
+                raise AppInputError(f"{archive} is not an app instance backup: {err}") from err
+            raise
+
 
 def _parse_time(value: Any) -> datetime | None:
     if not value or str(value).startswith("0001-"):

@@ -10,6 +10,7 @@
     cargobay app import-legacy PATH          an older launcher's database (run once)
     cargobay app config NAME bot|model|adapter [--set KEY=VALUE]... [--unset KEY]... [--no-restart]
     cargobay app provider ls|set|rm NAME ...  API providers (keys stored 0600, shown masked)
+    cargobay app backup NAME [--output PATH] | restore ARCHIVE NEW_NAME
 
 ``--set`` sets a stack setting (``webui_port=18001``, ``core_image=...``,
 ``bind_address=127.0.0.1``; see ``StackConfig``).  Every command takes ``--json``.
@@ -350,6 +351,34 @@ def config(
         return
     restarted = ", ".join(result["restarted"]) or "nothing"
     note(f"{result['path']}: changed {', '.join(result['changed'])}; restarted {restarted}")
+
+
+@app.command("backup")
+def backup(
+    name: NameArg,
+    output: Annotated[Path | None, typer.Option("--output", "-o", help="Archive path.")] = None,
+    json_flag: JsonOpt = False,
+) -> None:
+    """Back up the instance's settings, configuration, data and secrets (one .tar.gz)."""
+    result = _apps().backup(name, str(output.absolute()) if output else None)
+    if json_flag:
+        emit_document(result, Format.JSON)
+    else:
+        note(f"app {name} backed up to {result['archive']}")
+
+
+@app.command("restore")
+def restore(
+    archive: Annotated[Path, typer.Argument(help="A backup made by `cargobay app backup`.")],
+    name: Annotated[str, typer.Argument(metavar="NEW_NAME")],
+    json_flag: JsonOpt = False,
+) -> None:
+    """Restore a backup as a new instance (deploy it to run it)."""
+    instance = _apps().restore(str(archive.absolute()), name)
+    if json_flag:
+        emit_document(instance, Format.JSON)
+    else:
+        note(f"app {name} restored from {archive}; deploy it with `cargobay app deploy {name}`")
 
 
 provider_app = new_app("provider", "API providers of an instance (keys stored 0600, masked).")

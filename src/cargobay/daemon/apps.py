@@ -283,3 +283,34 @@ async def put_provider(
 async def delete_provider(request: Request, name: str, provider: str) -> Response:
     app_service(request).delete_provider(name, provider)
     return Response(status_code=204)
+
+
+class BackupBody(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    dest: str | None = Field(default=None, description="absolute path of the archive to write")
+
+
+class RestoreBody(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    archive: str = Field(description="absolute path of a backup archive")
+    name: str = Field(description="the new instance's name")
+
+
+def _absolute(value: str, field: str) -> Path:
+    path = Path(value)
+    if not path.is_absolute():
+        raise AppInputError(f"bad value for {field!r}: {value!r} is not an absolute path")
+    return path
+
+
+@router.post("/{name}/backup")
+async def backup_app(request: Request, name: str, body: BackupBody | None = None) -> dict[str, Any]:
+    """Configuration, data and secrets of the instance in one .tar.gz."""
+    dest = body.dest if body is not None else None
+    return await app_service(request).backup(name, _absolute(dest, "dest") if dest else None)
+
+
+@router.post("/restore", status_code=201, response_model=Instance)
+async def restore_app(request: Request, body: RestoreBody) -> Instance:
+    """A new instance from a backup (under a new name; deploy it to run it)."""
+    return await app_service(request).restore(_absolute(body.archive, "archive"), body.name)

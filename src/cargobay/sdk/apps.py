@@ -227,6 +227,19 @@ class AppsClient:
     def delete_provider(self, name: str, provider: str) -> None:
         self._client._request(_Calls.provider("DELETE", name, provider, None))
 
+    def backup(self, name: str, dest: str | None = None) -> dict[str, Any]:
+        """``dest``: an absolute path (default: the daemon's app-backups directory)."""
+        call = _Call("POST", f"{PREFIX}/{_seg(name)}/backup", json={"dest": dest}, timeout=SLOW)
+        result: dict[str, Any] = self._client._request(call)
+        return result
+
+    def restore(self, archive: str, name: str) -> dict[str, Any]:
+        call = _Call(
+            "POST", f"{PREFIX}/restore", json={"archive": archive, "name": name}, timeout=SLOW
+        )
+        result: dict[str, Any] = self._client._request(call)
+        return result
+
 
 class AsyncAppsClient:
     def __init__(self, client: AsyncCargoBayClient) -> None:

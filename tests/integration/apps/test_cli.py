@@ -91,6 +91,14 @@ def test_app_cli_docker_lifecycle(cargobayd: CargoBayd, maibot_standins: dict[st
     assert model["values"]["api_providers"][0]["name"] == "DeepSeek"
     assert secret not in json.dumps(model)
 
+    backed = cargobayd.cli("app", "backup", "cli-bot", "--json")
+    _ok(backed)
+    archive = json.loads(backed.stdout)["archive"]
+    _ok(cargobayd.cli("app", "restore", archive, "cli-copy"))
+    copy = json.loads(cargobayd.cli("app", "config", "cli-copy", "bot", "--json").stdout)
+    assert copy["values"]["bot"]["nickname"] == "cli-mai"
+    _ok(cargobayd.cli("app", "rm", "cli-copy"))
+
     stopped = cargobayd.cli("app", "stop", "cli-bot", "--json")
     _ok(stopped)
     assert json.loads(stopped.stdout)["status"] == "stopped"

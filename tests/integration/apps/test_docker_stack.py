@@ -163,6 +163,21 @@ async def test_a_toml_syntax_error_changes_nothing(
         await service.edit_config("it-bot", "bot", set_values={"nosuch.table": 1})
 
 
+async def test_backup_and_restore_under_a_new_name(service: AppService) -> None:
+    result = await service.backup("it-bot")
+    archive = Path(result["archive"])
+    assert "docker-config" in result["manifest"]["paths"]
+    restored = await service.restore(archive, "it-bot-copy")
+    assert restored.stack == service.get("it-bot").stack
+    assert restored.status == "created"
+    assert restored.docker_network == "maibot-it-bot-copy_maim_bot"
+    copy = service.config_path(restored, "bot")
+    assert 'nickname = "麦麦"' in await asyncio.to_thread(copy.read_text)
+    with pytest.raises(AppConflict, match="it-bot-copy"):
+        await service.restore(archive, "it-bot-copy")
+    await service.delete("it-bot-copy")
+
+
 async def test_remove(service: AppService) -> None:
     root = service.directory(service.get("it-bot"))
     await service.delete("it-bot")
