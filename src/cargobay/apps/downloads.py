@@ -19,7 +19,8 @@ Invariants:
 - Transient failures (connection errors, a body cut short, 408/429/5xx) are retried with
   exponential backoff, resuming from the ``.part``; a checksum mismatch removes the ``.part``
   and raises :class:`~cargobay.errors.ChecksumMismatch`; other 4xx raise at once.
-- Progress events (:class:`DownloadProgress`) report bytes done/total per file.
+- Progress events (:class:`DownloadProgress`) report bytes done/total per file, at most
+  every ``PROGRESS_INTERVAL`` seconds while bytes flow.
 - A ``dest`` that already has the expected SHA-256 is not fetched again; a ``.part`` that
   already holds the whole file (the server answers 416 for the rest) is only verified.
 """
@@ -30,6 +31,7 @@ import asyncio
 import hashlib
 import os
 import re
+import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Literal
@@ -39,6 +41,8 @@ from pydantic import BaseModel, ConfigDict, field_validator
 
 from cargobay.errors import ChecksumMismatch, DownloadError, InvalidInput
 
+PROGRESS_INTERVAL = 0.1
+"""Seconds between two "progress" events of one file (the last chunk always reports)."""
 TRANSIENT_STATUS = frozenset({408, 425, 429, 500, 502, 503, 504})
 _SHA256 = re.compile(r"^[0-9a-f]{64}$")
 _CONTENT_RANGE = re.compile(r"^bytes (\d+)-(\d+)/(\d+|\*)$")
@@ -149,13 +153,22 @@ async def _attempt(
                 total = int(length) if length and length.isdigit() else None
                 mode, done = "wb", 0
             _emit(on_progress, spec, state="started", done=done, total=total, attempt=attempt)
+            last = 0.0
             with part.open(mode) as fh:
                 async for chunk in resp.aiter_bytes():  # as it arrives: a cut keeps all
                     fh.write(chunk)
                     done += len(chunk)
-                    _emit(
-                        on_progress, spec, state="progress", done=done, total=total, attempt=attempt
-                    )
+                    now = time.monotonic()
+                    if now - last >= PROGRESS_INTERVAL or done == total:
+                        last = now
+                        _emit(
+                            on_progress,
+                            spec,
+                            state="progress",
+                            done=done,
+                            total=total,
+                            attempt=attempt,
+                        )
             if total is not None and done != total:
                 raise _Transient(f"{spec.url}: got {done} of {total} bytes")
     except httpx.TransportError as err:  # connect refused, reset, body cut short, timeouts

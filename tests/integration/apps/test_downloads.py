@@ -119,6 +119,9 @@ async def test_truncated_download_is_resumed_with_range(nginx: Nginx, tmp_path: 
     assert started[0].total == 300_000
     assert events[-1].state == "done"
     assert events[-1].done == 300_000
+    progress = [e.done for e in events if e.state == "progress"]
+    assert progress == sorted(progress)
+    assert progress[-1] == 300_000  # the last chunk always reports
     assert '"GET /resume.bin HTTP/1.1" 206' in nginx.access_log.read_text()
 
 
