@@ -5,6 +5,7 @@ A release archive (NapCat, an adapter) comes from the network and is not trusted
 API::
 
     names = unpack(archive, target)                 # -> list of member paths written
+    names = unpack(archive, target, strip_components=1)   # drop the release's top folder
     names = await unpack_async(archive, target, limits=ArchiveLimits(max_files=10_000))
     fmt = archive_format(archive)                   # "zip" | "tar"
 
@@ -81,8 +82,9 @@ def _inside(root: str, path: str) -> bool:
 class _Writer:
     """Writes members under ``root`` while counting against the limits."""
 
-    def __init__(self, archive: Path, root: Path, limits: ArchiveLimits) -> None:
+    def __init__(self, archive: Path, root: Path, limits: ArchiveLimits, strip: int = 0) -> None:
         self.archive = archive
+        self.strip = strip
         self.root = root
         self.real_root = os.path.realpath(root)
         self.limits = limits
@@ -92,11 +94,18 @@ class _Writer:
         self.files: set[str] = set()
         self.symlinks: list[tuple[str, str]] = []
 
-    def member(self, raw: str) -> str:
+    def member(self, raw: str) -> str | None:
+        """The member's path under the target; None when ``strip`` removes all of it."""
         self.count += 1
         if self.count > self.limits.max_files:
             raise ArchiveError(f"{self.archive}: more than {self.limits.max_files} members")
-        return _clean_name(self.archive, raw)
+        return self._strip(_clean_name(self.archive, raw))
+
+    def _strip(self, name: str) -> str | None:
+        if not self.strip:
+            return name
+        parts = name.split("/") if name else []
+        return "/".join(parts[self.strip :]) if len(parts) > self.strip else None
 
     def directory(self, name: str, mode: int) -> None:
         if name:
@@ -128,8 +137,8 @@ class _Writer:
         self.files.add(name)
 
     def hardlink(self, name: str, raw_target: str) -> None:
-        target = _clean_name(self.archive, raw_target)
-        if target not in self.files:
+        target = self._strip(_clean_name(self.archive, raw_target))
+        if target is None or target not in self.files:
             raise ArchiveError(
                 f"{self.archive}: hardlink {name} -> {raw_target} does not name a file "
                 "inside the archive"
@@ -168,6 +177,8 @@ def _unpack_zip(archive: Path, writer: _Writer) -> None:
     with zipfile.ZipFile(archive) as zf:
         for info in zf.infolist():
             name = writer.member(info.filename)
+            if name is None:
+                continue
             mode = info.external_attr >> 16
             kind = stat.S_IFMT(mode)
             if info.is_dir():
@@ -187,6 +198,8 @@ def _unpack_tar(archive: Path, writer: _Writer) -> None:
     with tarfile.open(archive, "r:*") as tf:
         for member in tf:
             name = writer.member(member.name)
+            if name is None:
+                continue
             if member.isdir():
                 writer.directory(name, member.mode)
             elif member.isreg():
@@ -222,14 +235,19 @@ def unpack(
     *,
     limits: ArchiveLimits | None = None,
     replace: bool = False,
+    strip_components: int = 0,
 ) -> list[str]:
-    """Unpack ``archive`` into the new directory ``target``; returns the members written."""
+    """Unpack ``archive`` into the new directory ``target``; returns the members written.
+    ``strip_components`` drops that many leading path components (a release's top folder),
+    skipping members that lie above it, like GNU tar's option of that name."""
     limits = limits or ArchiveLimits()
+    if strip_components < 0:
+        raise ArchiveError("strip_components must not be negative")
     fmt = archive_format(archive)
     if (target.exists() or target.is_symlink()) and not replace:
         raise ArchiveError(f"{target} already exists; remove it or unpack with replace")
     with _staging(target) as staging:
-        writer = _Writer(archive, staging, limits)
+        writer = _Writer(archive, staging, limits, strip_components)
         try:
             (_unpack_zip if fmt == "zip" else _unpack_tar)(archive, writer)
             writer.finish_links()
@@ -255,6 +273,9 @@ async def unpack_async(
     *,
     limits: ArchiveLimits | None = None,
     replace: bool = False,
+    strip_components: int = 0,
 ) -> list[str]:
     """:func:`unpack` in a worker thread."""
-    return await asyncio.to_thread(unpack, archive, target, limits=limits, replace=replace)
+    return await asyncio.to_thread(
+        unpack, archive, target, limits=limits, replace=replace, strip_components=strip_components
+    )

@@ -200,3 +200,33 @@ def test_not_an_archive_and_truncated(tmp_path: Path) -> None:
 async def test_unpack_async(tmp_path: Path) -> None:
     archive = _zip(tmp_path / "a.zip", [("x.txt", b"hi")])
     assert await unpack_async(archive, tmp_path / "t") == ["x.txt"]
+
+
+def test_strip_components_drops_the_top_folder(tmp_path: Path) -> None:
+    archive = _zip(
+        tmp_path / "NapCat.Shell.zip",
+        [
+            ("NapCat.Shell/", b""),
+            ("NapCat.Shell/napcat.mjs", b"js"),
+            ("NapCat.Shell/config/onebot11.json", b"{}"),
+            ("README-top.txt", b"x"),
+        ],
+    )
+    target = tmp_path / "napcat"
+    names = unpack(archive, target, strip_components=1)
+    assert sorted(names) == ["config/onebot11.json", "napcat.mjs"]
+    assert (target / "napcat.mjs").read_bytes() == b"js"
+    tar = _tar(
+        tmp_path / "t.tar",
+        [
+            ("top/a", b"a"),
+            _info("top/b", tarfile.LNKTYPE, "top/a"),
+            _info("top/up", tarfile.SYMTYPE, "../../x"),
+        ],
+        "w",
+    )
+    with pytest.raises(ArchiveError, match="points outside"):
+        unpack(tar, tmp_path / "t", strip_components=1)
+    with pytest.raises(ArchiveError, match="negative"):
+        unpack(tar, tmp_path / "t", strip_components=-1)
+    assert _left_over(tmp_path) == ["NapCat.Shell.zip", "napcat", "t.tar"]
