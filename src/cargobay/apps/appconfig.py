@@ -186,6 +186,8 @@ class TomlConfig:
 
     @classmethod
     def parse(cls, text: str, *, path: Path, kind: ConfigKind | None = None) -> TomlConfig:
+        if kind is not None and kind not in KNOWN_KEYS:
+            raise AppConfigError(f"unknown config kind {kind!r}; one of {', '.join(KNOWN_KEYS)}")
         try:
             doc = tomlkit.parse(text)
         except tomlkit.exceptions.ParseError as err:

@@ -4,7 +4,7 @@ The NapCat installer and the app service fetch release files with this module.
 
 API::
 
-    spec = DownloadSpec(url="http://…/NapCat.zip", dest=Path("…/NapCat.zip"), sha256="ab…")
+    spec = DownloadSpec.of("http://…/NapCat.zip", Path("…/NapCat.zip"), sha256="ab…")
     path = await download(spec, on_progress=print)            # one file
     paths = await download_all([spec, …], concurrency=4)      # many, at most 4 at a time
 
@@ -37,7 +37,7 @@ from pathlib import Path
 from typing import Literal
 
 import httpx
-from pydantic import BaseModel, ConfigDict, field_validator
+from pydantic import BaseModel, ConfigDict, ValidationError, field_validator
 
 from cargobay.errors import ChecksumMismatch, DownloadError, InvalidInput
 
@@ -74,6 +74,15 @@ class DownloadSpec(BaseModel):
         if not _SHA256.match(value):
             raise ValueError("sha256 must be 64 hexadecimal characters")
         return value
+
+    @classmethod
+    def of(cls, url: str, dest: Path, sha256: str | None = None) -> DownloadSpec:
+        """Like the constructor, but a bad value is an InvalidInput naming the field."""
+        try:
+            return cls(url=url, dest=dest, sha256=sha256)
+        except ValidationError as err:
+            problems = "; ".join(f"{e['loc'][0]}: {e['msg']}" for e in err.errors())
+            raise InvalidInput(f"bad download {url!r}: {problems}") from err
 
     @property
     def part(self) -> Path:

@@ -166,3 +166,8 @@ def test_atomic_write_modes(tmp_path: Path) -> None:
     atomic_write(path, b"two")
     assert path.read_bytes() == b"two"
     assert stat.S_IMODE(path.stat().st_mode) == 0o600
+
+
+def test_unknown_kind(tmp_path: Path) -> None:
+    with pytest.raises(AppConfigError, match="unknown config kind 'napcat'"):
+        TomlConfig.parse("", path=tmp_path / "x.toml", kind="napcat")  # type: ignore[arg-type]

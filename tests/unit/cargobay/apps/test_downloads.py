@@ -29,3 +29,11 @@ async def test_bad_arguments(tmp_path: Path) -> None:
         await download_all([spec, spec.model_copy(update={"url": "http://127.0.0.1:9/y"})])
     with pytest.raises(InvalidInput, match="negative"):
         await download(spec, retries=-1)
+
+
+def test_of_raises_invalid_input(tmp_path: Path) -> None:
+    assert DownloadSpec.of("http://x/y", tmp_path / "y").url == "http://x/y"
+    with pytest.raises(InvalidInput, match=r"sha256: .*64 hexadecimal"):
+        DownloadSpec.of("http://x/y", tmp_path / "y", sha256="nope")
+    with pytest.raises(InvalidInput, match=r"url: .*not an http"):
+        DownloadSpec.of("ftp://x/y", tmp_path / "y")
