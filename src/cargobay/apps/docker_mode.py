@@ -29,8 +29,10 @@ configuration leaves the previous file (and the running stack) as they were.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -43,6 +45,7 @@ from cargobay.errors import AppInputError, ComposeFileError
 __all__ = [
     "ADAPTER_CONFIG",
     "COMPOSE_FILE",
+    "WslStack",
     "compose_document",
     "load_stack",
     "network_name",
@@ -220,3 +223,66 @@ def write_compose(instance: Instance, root: Path) -> tuple[Path, LoadedProject]:
         raise
     del loaded
     return target, load_stack(instance, target)
+
+
+class WslStack:
+    """The same stack run by ``docker compose`` inside a WSL2 distribution (wsl2_docker
+    mode, Windows only): the compose file is generated and validated here, in the
+    instance's Windows directory, and ``wsl.exe`` runs compose on it
+    (:class:`cargobay.apps.wsl2.Wsl`).  ``host_path`` turns the instance directory into
+    the Windows path WSL translates (``str`` on Windows)."""
+
+    def __init__(self, wsl: Any, host_path: Callable[[Path], str] = str) -> None:
+        self.wsl = wsl
+        self.host_path = host_path
+
+    async def _compose(self, instance: Instance, root: Path, args: list[str]) -> str:
+        from cargobay.apps.wsl2 import decode_wsl_output
+
+        result = await self.wsl.compose(
+            str(instance.wsl_distro),
+            self.host_path(root),
+            ["-p", project_name(instance), *args],
+        )
+        return decode_wsl_output(result.stdout)
+
+    async def deploy(self, instance: Instance, root: Path, report: Any) -> list[str]:
+        """Prepare, write, ``up -d``; the container ids.  A failed first deploy is taken
+        down and its files removed."""
+        first = not (root / COMPOSE_FILE).exists()
+        report.step("prepare", f"preparing {root}")
+        created = prepare_directories(root)
+        try:
+            report.step("compose file", "generating the MaiBot stack's compose file")
+            write_compose(instance, root)
+            report.step("docker in wsl", f"checking Docker in {instance.wsl_distro}")
+            status = await self.wsl.docker_status(str(instance.wsl_distro))
+            report.log(
+                f"{instance.wsl_distro}: Docker {status.version or '?'} "
+                f"(compose {status.compose or 'missing'})"
+            )
+            report.step("containers", f"docker compose up in {instance.wsl_distro}")
+            await self._compose(instance, root, ["up", "-d", "--remove-orphans"])
+        except BaseException:
+            if first:
+                with contextlib.suppress(Exception):
+                    await self._compose(instance, root, ["down", "-v"])
+                (root / COMPOSE_FILE).unlink(missing_ok=True)
+                for path in sorted(created, key=lambda p: len(p.parts), reverse=True):
+                    with contextlib.suppress(OSError):
+                        path.unlink() if path.is_file() else path.rmdir()
+            raise
+        return (await self._compose(instance, root, ["ps", "-q"])).split()
+
+    async def verb(self, instance: Instance, root: Path, verb: str, services: list[str]) -> int:
+        """start/stop/restart; how many containers run afterwards."""
+        await self._compose(instance, root, [verb, *services])
+        running = await self._compose(instance, root, ["ps", "-q", "--status", "running"])
+        return len(running.split())
+
+    async def logs(self, instance: Instance, root: Path, tail: int | None) -> list[str]:
+        args = ["logs", "--no-color"] + (["--tail", str(tail)] if tail is not None else [])
+        return (await self._compose(instance, root, args)).splitlines()
+
+    async def down(self, instance: Instance, root: Path) -> None:
+        await self._compose(instance, root, ["down", "-v", "--remove-orphans"])

@@ -53,6 +53,7 @@ from cargobay.store.sqlite import Store
 __all__ = ["AppService", "status_of"]
 
 DOCKER_STEPS = ("prepare", "compose file", "images", "containers", "verify")
+WSL_STEPS = ("prepare", "compose file", "docker in wsl", "containers")
 CONFIG_SERVICE = {"bot": "core", "model": "core", "adapter": "adapters"}
 """Config kinds and the stack service that reads each (restarted after a change)."""
 
@@ -92,7 +93,19 @@ def _event_line(event: Event) -> str:
 class AppService:
     """App instances on the daemon's store, data directory and Docker engine."""
 
-    def __init__(self, store: Store, root: Path, *, engine_url: str | None = None) -> None:
+    def __init__(
+        self,
+        store: Store,
+        root: Path,
+        *,
+        engine_url: str | None = None,
+        platform: str = sys.platform,
+        wsl: docker_mode.WslStack | None = None,
+    ) -> None:
+        """``platform``/``wsl``: wsl2_docker instances are managed only on Windows, through
+        ``wsl`` (default: wsl.exe); tests on Linux inject both."""
+        self.platform = platform
+        self._wsl = wsl
         self.apps = AppStore(store)
         self.root = root
         self.tasks = TaskManager()
@@ -125,11 +138,25 @@ class AppService:
             )
         return docker_mode.load_stack(instance, Path(instance.docker_compose_path))
 
-    @staticmethod
-    def _require_docker(instance: Instance) -> None:
+    @property
+    def wsl(self) -> docker_mode.WslStack:
+        if self._wsl is None:
+            from cargobay.apps.wsl2 import Wsl
+
+            self._wsl = docker_mode.WslStack(Wsl())
+        return self._wsl
+
+    def _require_docker(self, instance: Instance, *, engine: bool = True) -> None:
+        """Docker instances; wsl2_docker ones only on Windows, and (``engine``) only for
+        what needs the local Docker Engine API, which WSL's Docker does not expose."""
         if instance.deploy_mode is DeployMode.LOCAL:
             raise AppConflict(f"app instance {instance.name!r} runs in local mode, not Docker")
-        if instance.deploy_mode is DeployMode.WSL2_DOCKER and sys.platform != "win32":
+        if instance.deploy_mode is DeployMode.WSL2_DOCKER and engine and self.platform == "win32":
+            raise AppConflict(
+                f"app instance {instance.name!r} runs in WSL2: container details, stats and "
+                "images are not available for it here (use `wsl docker ...`)"
+            )
+        if instance.deploy_mode is DeployMode.WSL2_DOCKER and self.platform != "win32":
             raise AppConflict(
                 f"app instance {instance.name!r} is a wsl2_docker instance: it can only be "
                 "managed on Windows"
@@ -142,7 +169,7 @@ class AppService:
     # -- CRUD ----------------------------------------------------------------------------
 
     def create(self, body: InstanceCreate) -> Instance:
-        if body.deploy_mode is DeployMode.WSL2_DOCKER and sys.platform != "win32":
+        if body.deploy_mode is DeployMode.WSL2_DOCKER and self.platform != "win32":
             raise AppInputError(
                 "bad value for 'deploy_mode': wsl2_docker is only available on Windows "
                 "(use docker on this host)"
@@ -179,6 +206,10 @@ class AppService:
             raise AppConflict(f"app instance {name!r} has a deployment running; wait for it")
         if instance.deploy_mode is DeployMode.LOCAL:
             await self.local.stop(instance)
+        elif instance.deploy_mode is DeployMode.WSL2_DOCKER:
+            self._require_docker(instance, engine=False)
+            if instance.docker_compose_path:
+                await self.wsl.down(instance, self.directory(instance))
         else:  # by the project's labels: also what a half-finished deploy left
             self._require_docker(instance)
             project = bare_project(docker_mode.project_name(instance), self.directory(instance))
@@ -203,8 +234,42 @@ class AppService:
                 local_mode.STEPS,
                 lambda r: self.local.deploy(self.apps, instance, self.directory(instance), r),
             )
+        if instance.deploy_mode is DeployMode.WSL2_DOCKER:
+            self._require_docker(instance, engine=False)
+            return self.tasks.start(task, WSL_STEPS, lambda r: self._deploy_wsl(instance, r))
         self._require_docker(instance)
         return self.tasks.start(task, DOCKER_STEPS, lambda r: self._deploy_docker(instance, r))
+
+    async def _deploy_wsl(self, instance: Instance, report: TaskReporter) -> str:
+        root = self.directory(instance)
+        try:
+            ids = await self.wsl.deploy(instance, root, report)
+        except Exception as err:
+            if isinstance(err, AppDeployError):
+                raise
+            raise AppDeployError(f"deploying app instance {instance.name!r} failed: {err}") from err
+        current = self.apps.get(instance.id).model_copy(
+            update={
+                "docker_compose_path": str(root / docker_mode.COMPOSE_FILE),
+                "container_ids": ids,
+                "status": InstanceStatus.RUNNING if ids else InstanceStatus.STOPPED,
+            }
+        )
+        self.apps.save(current)
+        return f"{instance.name}: {len(ids)} container(s) in {instance.wsl_distro}"
+
+    async def _wsl_verb(self, instance: Instance, verb: str, services: Sequence[str]) -> Instance:
+        self._require_docker(instance, engine=False)
+        running = await self.wsl.verb(instance, self.directory(instance), verb, list(services))
+        total = len(instance.container_ids)
+        status = (
+            InstanceStatus.STOPPED
+            if not running
+            else InstanceStatus.RUNNING
+            if running >= total
+            else InstanceStatus.PARTIAL
+        )
+        return self.apps.save(self.apps.get(instance.id).model_copy(update={"status": status}))
 
     async def _deploy_docker(self, instance: Instance, report: TaskReporter) -> str:
         root = self.directory(instance)
@@ -286,6 +351,8 @@ class AppService:
         instance = self.apps.get(name)
         if instance.deploy_mode is DeployMode.LOCAL:
             return await self.local.start(self.apps, instance, self.directory(instance))
+        if instance.deploy_mode is DeployMode.WSL2_DOCKER:
+            return await self._wsl_verb(instance, "start", services)
         await self.compose().start(self._loaded(instance), services=list(services) or None)
         return await self._refresh(instance)
 
@@ -294,6 +361,8 @@ class AppService:
         if instance.deploy_mode is DeployMode.LOCAL:
             await self.local.stop(instance)
             return self.apps.save(instance.model_copy(update={"status": InstanceStatus.STOPPED}))
+        if instance.deploy_mode is DeployMode.WSL2_DOCKER:
+            return await self._wsl_verb(instance, "stop", services)
         await self.compose().stop(self._loaded(instance), services=list(services) or None)
         return await self._refresh(instance)
 
@@ -302,6 +371,8 @@ class AppService:
         if instance.deploy_mode is DeployMode.LOCAL:
             await self.local.stop(instance)
             return await self.local.start(self.apps, instance, self.directory(instance))
+        if instance.deploy_mode is DeployMode.WSL2_DOCKER:
+            return await self._wsl_verb(instance, "restart", services)
         await self.compose().restart(self._loaded(instance), services=list(services) or None)
         return await self._refresh(instance)
 
@@ -328,6 +399,9 @@ class AppService:
         if instance.deploy_mode is DeployMode.LOCAL:
             return {"instance": instance, "containers": [],
                     "processes": self.local.processes(instance)}  # fmt: skip
+        if instance.deploy_mode is DeployMode.WSL2_DOCKER:
+            self._require_docker(instance, engine=False)
+            return {"instance": instance, "containers": [], "processes": []}
         containers = await self.containers(name)
         if instance.docker_compose_path:
             instance = await self._refresh(instance)
@@ -345,6 +419,10 @@ class AppService:
         instance = self.apps.get(name)
         if instance.deploy_mode is DeployMode.LOCAL:
             return self.local.logs(instance, follow=follow, tail=tail)
+        if instance.deploy_mode is DeployMode.WSL2_DOCKER:
+            self._require_docker(instance, engine=False)
+            lines = await self.wsl.logs(instance, self.directory(instance), tail)
+            return _log_events(lines)
         self._require_docker(instance)
         return self.compose().logs(
             docker_mode.project_name(instance),
@@ -557,6 +635,16 @@ class AppService:
             if isinstance(err, OSError | ValueError):
                 raise AppInputError(f"{archive} is not an app instance backup: {err}") from err
             raise
+
+
+async def _log_events(lines: Sequence[str]) -> AsyncIterator[Event]:
+    """``docker compose logs`` lines (``service-1  | text``) as log events."""
+    for line in lines:
+        service, sep, text = line.partition("|")
+        if sep:
+            yield {"type": "log", "service": service.strip(), "line": text.removeprefix(" ")}
+        else:
+            yield {"type": "log", "service": "", "line": line}
 
 
 def _parse_time(value: Any) -> datetime | None:
