@@ -30,7 +30,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import io
 import os
+import posixpath
 import re
 import shutil
 import tarfile
@@ -72,6 +74,8 @@ class BackupManifest(BaseModel):
     created: datetime
     paths: list[str]
     volumes: list[VolumeEntry] = Field(default_factory=list)
+    skipped: list[str] = Field(default_factory=list)
+    """Paths left out: device files, FIFOs, symlinks pointing outside the backup."""
 
 
 class RestoreResult(BaseModel):
@@ -201,20 +205,29 @@ async def create_backup(
                 exported.append((entry, out))
             manifest.volumes = [entry for entry, _ in exported]
 
+            def keep(info: tarfile.TarInfo) -> tarfile.TarInfo | None:
+                """Leave out what a restore would refuse: device files, FIFOs, and links
+                that point outside the backed-up tree (they are listed in the manifest)."""
+                target = posixpath.normpath(
+                    posixpath.join(posixpath.dirname(info.name), info.linkname)
+                )
+                outside = info.linkname.startswith("/") or not target.startswith("files/")
+                if info.isdev() or info.isfifo() or (info.issym() and outside):
+                    manifest.skipped.append(info.name.removeprefix("files/"))
+                    return None
+                return info
+
             def write() -> None:
                 with tarfile.open(part, "w:gz") as tar:
+                    for rel in rel_paths:
+                        tar.add(root / rel, arcname=f"files/{rel}", filter=keep)
+                    for entry, out in exported:
+                        tar.add(out, arcname=entry.member)
                     data = manifest.model_dump_json(indent=2).encode()
                     info = tarfile.TarInfo("manifest.json")
                     info.size = len(data)
                     info.mtime = int(manifest.created.timestamp())
-                    with tempfile.TemporaryFile() as fh:
-                        fh.write(data)
-                        fh.seek(0)
-                        tar.addfile(info, fh)
-                    for rel in rel_paths:
-                        tar.add(root / rel, arcname=f"files/{rel}")
-                    for entry, out in exported:
-                        tar.add(out, arcname=entry.member)
+                    tar.addfile(info, io.BytesIO(data))
                 os.replace(part, dest)
 
             await asyncio.to_thread(write)

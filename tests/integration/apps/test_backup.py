@@ -187,3 +187,20 @@ async def test_hostile_backup_is_refused_and_leaves_nothing(tmp_path: Path) -> N
     junk.write_bytes(b"junk")
     with pytest.raises(BackupError, match="not a CargoBay instance backup"):
         await restore_backup(junk, new_name="b", root=tmp_path / "b")
+
+
+async def test_links_out_and_fifos_are_left_out_and_listed(tmp_path: Path) -> None:
+    root = tmp_path / "inst"
+    _instance(root)
+    data = root / "data"
+    (data / "passwd").symlink_to("/etc/passwd")
+    (data / "up").symlink_to("../../..")
+    (data / "latest.log").symlink_to("logs/bot.log")
+    os.mkfifo(data / "pipe")
+    archive = tmp_path / "b.tar.gz"
+    manifest = await create_backup(archive, instance="inst", root=root, paths=["data"])
+    assert sorted(manifest.skipped) == ["data/passwd", "data/pipe", "data/up"]
+    assert read_manifest(archive).skipped == manifest.skipped
+    result = await restore_backup(archive, new_name="inst2", root=tmp_path / "inst2")
+    assert (result.root / "data/latest.log").read_text() == "started\n"
+    assert not (result.root / "data/passwd").is_symlink()
