@@ -8,6 +8,8 @@ API::
     names = unpack(archive, target, strip_components=1)   # drop the release's top folder
     names = await unpack_async(archive, target, limits=ArchiveLimits(max_files=10_000))
     fmt = archive_format(archive)                   # "zip" | "tar"
+    names = await install_archive(DownloadSpec.of(url, cache, sha256), target,
+                                  strip_components=1)    # download + verify + unpack
 
 Rules (each broken one is an :class:`~cargobay.errors.ArchiveError`, and nothing is left):
 
@@ -40,6 +42,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Literal
 
+import httpx
+
+from cargobay.apps.downloads import DownloadSpec, ProgressCallback, download
 from cargobay.errors import ArchiveError
 
 COPY_BLOCK = 1 << 20
@@ -278,4 +283,22 @@ async def unpack_async(
     """:func:`unpack` in a worker thread."""
     return await asyncio.to_thread(
         unpack, archive, target, limits=limits, replace=replace, strip_components=strip_components
+    )
+
+
+async def install_archive(
+    spec: DownloadSpec,
+    target: Path,
+    *,
+    strip_components: int = 0,
+    limits: ArchiveLimits | None = None,
+    on_progress: ProgressCallback | None = None,
+    client: httpx.AsyncClient | None = None,
+) -> list[str]:
+    """Download ``spec`` (resumable, verified; kept at ``spec.dest`` as a cache) and unpack
+    it into ``target``, replacing a previous version only once the new one is complete:
+    what the NapCat installer does with a release zip."""
+    archive = await download(spec, on_progress=on_progress, client=client)
+    return await unpack_async(
+        archive, target, limits=limits, replace=True, strip_components=strip_components
     )

@@ -10,17 +10,20 @@ from __future__ import annotations
 import asyncio
 import grp
 import hashlib
+import io
 import os
 import pwd
 import socket
 import subprocess
 import time
+import zipfile
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
 
+from cargobay.apps.archives import install_archive
 from cargobay.apps.downloads import DownloadProgress, DownloadSpec, download, download_all
 from cargobay.errors import ChecksumMismatch, DownloadError
 from tests.support import require_binary
@@ -304,3 +307,27 @@ async def test_complete_part_is_verified_not_refetched(nginx: Nginx, tmp_path: P
     await download(spec, on_progress=events.append)
     assert nginx.access_log.read_text().count("/whole.bin") == before
     assert [(e.state, e.message) for e in events] == [("done", "already there")]
+
+
+async def test_install_archive_downloads_verifies_and_unpacks(nginx: Nginx, tmp_path: Path) -> None:
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w") as zf:
+        zf.writestr("NapCat.Shell/napcat.mjs", "// stand-in for NapCat\n")
+        zf.writestr("NapCat.Shell/config/onebot11.json", "{}")
+    data = buffer.getvalue()
+    (nginx.root / "NapCat.Shell.zip").write_bytes(data)
+    target = tmp_path / "napcat"
+    target.mkdir()
+    (target / "old-version.txt").write_text("old")
+    spec = DownloadSpec.of(
+        nginx.url("NapCat.Shell.zip"),
+        tmp_path / "cache" / "NapCat.Shell.zip",
+        hashlib.sha256(data).hexdigest(),
+    )
+    names = await install_archive(spec, target, strip_components=1)
+    assert sorted(names) == ["config/onebot11.json", "napcat.mjs"]
+    assert sorted(p.name for p in target.iterdir()) == ["config", "napcat.mjs"]
+    bad = DownloadSpec.of(nginx.url("NapCat.Shell.zip"), tmp_path / "cache" / "other.zip", "0" * 64)
+    with pytest.raises(ChecksumMismatch):
+        await install_archive(bad, target, strip_components=1)
+    assert (target / "napcat.mjs").exists()  # the installed version is untouched
