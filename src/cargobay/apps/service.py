@@ -453,6 +453,32 @@ class AppService:
         compose = docker_mode.compose_document(instance)
         return await self._image_infos([str(s["image"]) for s in compose["services"].values()])
 
+    async def check_updates(self, name: str) -> list[dict[str, Any]]:
+        """For each of the stack's images: is a newer one behind its tag in the registry
+        (the registry's digest is not among the local image's RepoDigests)?  A registry
+        that cannot be asked gives that image an ``error`` instead."""
+        from cargobay.containers.images import ImageService
+        from cargobay.containers.settings import load_settings
+        from cargobay.errors import CargoBayError
+
+        instance = self.apps.get(name)
+        self._require_docker(instance)
+        references = [
+            str(s["image"]) for s in docker_mode.compose_document(instance)["services"].values()
+        ]
+        settings = await asyncio.to_thread(load_settings)
+        async with await DockerEngine.connect(self.engine_url) as engine:
+            images = ImageService(engine, settings)
+
+            async def one(reference: str) -> dict[str, Any]:
+                try:
+                    check = await images.check_update(reference)
+                except CargoBayError as err:
+                    return {"reference": reference, "update_available": None, "error": str(err)}
+                return {**check.model_dump(), "error": None}
+
+            return list(await asyncio.gather(*(one(r) for r in references)))
+
     async def _images(self, instance: Instance, loaded: LoadedProject) -> list[ImageInfo]:
         images = [str(s.image) for s in loaded.project.services.values() if s.image]
         return await self._image_infos(images)

@@ -3,6 +3,7 @@
     cargobay app create NAME [--mode docker|local|wsl2_docker] [--version V] [--repo URL]
                              [--branch B] [--wsl-distro D] [--sqlite-web] [--set KEY=VALUE]...
     cargobay app ls | show NAME | status NAME | stats NAME | images NAME | compose NAME
+    cargobay app updates NAME                newer images behind the stack's tags? (exit 1)
     cargobay app deploy NAME [--detach]      progress bar (a plain line per step when piped)
     cargobay app start|stop|restart NAME [--service S]...
     cargobay app logs NAME [--service S]... [-f] [--tail N] [--grep REGEX]
@@ -263,6 +264,26 @@ def images(name: NameArg, json_flag: JsonOpt = False) -> None:
         for i in result
     ]
     print_table(["IMAGE", "PRESENT", "ID", "SIZE"], rows)
+
+
+@app.command("updates")
+def updates(name: NameArg, json_flag: JsonOpt = False) -> None:
+    """Check the registries for newer images behind the stack's tags (exit 1: some)."""
+    result = _apps().updates(name)
+    if json_flag:
+        emit_document(result, Format.JSON)
+    else:
+        rows = [
+            [
+                r["reference"],
+                {True: "yes", False: "no"}.get(r["update_available"], "?"),
+                r.get("error") or "",
+            ]
+            for r in result
+        ]
+        print_table(["IMAGE", "UPDATE", "ERROR"], rows)
+    if any(r["update_available"] for r in result):
+        raise typer.Exit(1)
 
 
 @app.command("compose")

@@ -228,6 +228,12 @@ async def app_images(request: Request, name: str) -> list[ImageInfo]:
     return await app_service(request).images(name)
 
 
+@router.get("/{name}/updates")
+async def app_updates(request: Request, name: str) -> list[dict[str, Any]]:
+    """Per image of the stack: whether its registry has a newer image behind the tag."""
+    return await app_service(request).check_updates(name)
+
+
 @router.get("/{name}/compose", response_class=PlainTextResponse)
 async def app_compose(request: Request, name: str) -> PlainTextResponse:
     """The generated compose file (as deployed)."""

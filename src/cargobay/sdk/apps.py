@@ -173,6 +173,11 @@ class AppsClient:
         result: _Rows = self._client._request(_Calls.get_sub(name, "images"))
         return result
 
+    def updates(self, name: str) -> _Rows:
+        """Per image: ``update_available`` (None with ``error`` when the registry failed)."""
+        result: _Rows = self._client._request(_Calls.get_sub(name, "updates"))
+        return result
+
     def compose_file(self, name: str) -> str:
         return b"".join(self._client._stream(_Calls.get_sub(name, "compose"))).decode()
 

@@ -30,6 +30,7 @@ from tests.integration.containers.conftest import (  # noqa: F401 - fixtures use
     busybox_image,
     cargobayd,
     docker_engine,
+    local_registry,
 )
 
 STANDINS = {

@@ -6,7 +6,9 @@ from __future__ import annotations
 
 import asyncio
 import http.client
+import io
 import os
+import tarfile
 import time
 import urllib.request
 from collections.abc import Iterator
@@ -16,9 +18,11 @@ import pytest
 
 from cargobay.apps.models import DeployMode, InstanceCreate, StackConfig
 from cargobay.apps.service import AppService
+from cargobay.containers.engine import DockerEngine
 from cargobay.errors import AppConfigError, AppConflict, AppNotFound, TomlSyntaxError
 from cargobay.store.sqlite import Store
 from tests.integration.apps.conftest import free_port
+from tests.integration.containers.conftest import LocalRegistry
 
 pytestmark = pytest.mark.usefixtures("maibot_standins")
 
@@ -48,6 +52,16 @@ def service(apps_home: Path, docker_engine: str) -> Iterator[AppService]:
     store = Store.open(apps_home / "state.db")
     yield AppService(store, apps_home / "apps", engine_url=docker_engine)
     store.close()
+
+
+def _context_with_label(base: str, value: str) -> bytes:
+    data = f"FROM {base}\nLABEL org.cargobay.test.newer={value}\n".encode()
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w") as tar:
+        info = tarfile.TarInfo("Dockerfile")
+        info.size = len(data)
+        tar.addfile(info, io.BytesIO(data))
+    return buffer.getvalue()
 
 
 def _stack(standins: dict[str, str], ports: dict[str, int]) -> StackConfig:
@@ -176,6 +190,35 @@ async def test_backup_and_restore_under_a_new_name(service: AppService) -> None:
     with pytest.raises(AppConflict, match="it-bot-copy"):
         await service.restore(archive, "it-bot-copy")
     await service.delete("it-bot-copy")
+
+
+async def test_image_update_check(
+    service: AppService, maibot_standins: dict[str, str], local_registry: LocalRegistry
+) -> None:
+    ref = f"{local_registry.host}/maibot-standin:1"
+    absent = f"{local_registry.host}/absent:1"
+    async with await DockerEngine.connect(service.engine_url) as engine:
+        # a newer image in the registry behind the tag ...
+        newer = _context_with_label(maibot_standins["core_image"], os.urandom(4).hex())
+        await engine.build_image(newer, tag=ref)
+        await engine.push_image(ref.rsplit(":", 1)[0], tag="1")
+        stack = StackConfig(
+            core_image=ref,
+            napcat_image=absent,
+            adapter_image=absent,
+            webui_port=None,
+            napcat_port=None,
+        )
+        service.create(InstanceCreate(name="it-upd", stack=stack))
+        checks = {c["reference"]: c for c in await service.check_updates("it-upd")}
+        assert checks[ref]["update_available"] is False  # local is what was pushed
+        assert checks[absent]["update_available"] is None
+        assert "absent" in checks[absent]["error"]
+        # ... while the local tag points at the older stand-in
+        await engine.tag_image(maibot_standins["core_image"], ref.rsplit(":", 1)[0], "1")
+        checks = {c["reference"]: c for c in await service.check_updates("it-upd")}
+        assert checks[ref]["update_available"] is True
+    await service.delete("it-upd")
 
 
 async def test_remove(service: AppService) -> None:
