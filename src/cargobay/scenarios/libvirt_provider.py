@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import secrets
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -27,10 +28,11 @@ from cargobay.scenarios.provider import BootedVM, VMProvider
 from cargobay.scenarios.schema import VMDef
 from cargobay.scenarios.traffic import RecordingLibvirtQga, RecordingLibvirtQmp, TrafficLog
 from cargobay.vmcontrol.config import HostInfo
-from cargobay.vmcontrol.domains import destroy_domain, start_image_domain
+from cargobay.vmcontrol.domains import SpiceGraphics, destroy_domain, start_image_domain
 from cargobay.vmcontrol.hosts import HostConnection, UnknownHost
 from cargobay.vmcontrol.libvirt_channels import StreamChannel
 from cargobay.vmcontrol.manager import TransportManager
+from cargobay.vmcontrol.spice.client import SpiceVmConnection
 
 __all__ = ["LibvirtProvider", "RoutingProvider"]
 
@@ -66,6 +68,18 @@ class LibvirtProvider:
         run_dir.mkdir(parents=True, exist_ok=True)
         started = time.monotonic()
         name = f"cb-sc-{run_id}-{index:02d}-{vm.name}"[:60]
+        spice = None
+        if vm.spice:
+            # loopback for a local host; a remote host's server must be reachable from here
+            # (password-protected, a fresh password per VM)
+            local = host.info.uri.is_local or host.info.uri.host in (
+                "127.0.0.1",
+                "::1",
+                "localhost",
+            )
+            spice = SpiceGraphics(
+                password=secrets.token_urlsafe(12), listen="127.0.0.1" if local else "0.0.0.0"
+            )
         domain, info = await start_image_domain(
             host,
             store.path(vm.image),
@@ -73,7 +87,8 @@ class LibvirtProvider:
             name,
             cpus=vm.cpus,
             memory_mb=vm.memory_mb,
-            display=vm.display,
+            display=vm.resolved_display,
+            spice=spice,
         )
         console_log = run_dir / "console.log"
         console: StreamChannel | None = None
@@ -90,8 +105,15 @@ class LibvirtProvider:
                 await console.close()
             await destroy_domain(host, domain)
             raise
+        spice_conn = None
+        if spice is not None and info.spice_port is not None:
+            address = "127.0.0.1" if spice.listen == "127.0.0.1" else str(host.info.uri.host)
+            spice_conn = SpiceVmConnection(
+                address, info.spice_port, spice.password, vm_id=f"{vm.name}@{host.host_id}"
+            )
         return BootedVM(
             name=vm.name,
+            spice=spice_conn,
             qmp=qmp,
             qga=qga,
             console_log=console_log,
@@ -112,6 +134,9 @@ class LibvirtProvider:
         vm: _LibvirtVM = booted.private
         with contextlib.suppress(Exception):
             await asyncio.wait_for(booted.qmp.close(), timeout=5)
+        if booted.spice is not None:
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(booted.spice.close(), timeout=5)
         try:
             await destroy_domain(vm.host, vm.domain)
         finally:

@@ -82,6 +82,8 @@ class BootedVM:
     """Shown in reports: machine, accel, pid, ..."""
     private: Any = None
     """The provider's own handle."""
+    spice: Any = None
+    """A ``SpiceVmConnection`` (not yet connected) when the VM has a Spice server."""
 
 
 class VMProvider(Protocol):
@@ -140,7 +142,11 @@ class QemuProvider:
                 run_dir=run_dir,
                 state_dir=state_dir,
                 cmdline=manifest.cmdline,
-                extra={"machine": vm.resolved_machine, "display": vm.display, "vsock": "off"},
+                extra={
+                    "machine": vm.resolved_machine,
+                    "display": vm.resolved_display,
+                    "vsock": "off",
+                },
             )
             handle = await self._hv.start(spec)
             connected = await RecordingQmp.connect(handle.control_socket, timeout=CONNECT_TIMEOUT)

@@ -39,6 +39,7 @@ from cargobay.scenarios.schema import (
     FileCheckStep,
     FileGetStep,
     FilePutStep,
+    MouseStep,
     QgaExecStep,
     QmpStep,
     Scenario,
@@ -53,6 +54,22 @@ from cargobay.vmcontrol.qmp import QmpCommandError
 
 if TYPE_CHECKING:
     from cargobay.vmcontrol.manager import TransportManager
+
+# QKeyCode names (what chords are written in) where the Spice key table says otherwise
+_SPICE_KEY_NAMES = {
+    "ret": "enter",
+    "spc": "space",
+    "ctrl_r": "rctrl",
+    "alt_r": "ralt",
+    "shift_r": "rshift",
+    "meta_l": "meta",
+    "meta_r": "rmeta",
+    "caps_lock": "capslock",
+    "num_lock": "numlock",
+    "scroll_lock": "scrolllock",
+    "pgup": "pageup",
+    "pgdn": "pagedown",
+}
 
 __all__ = ["ScenarioRunner", "StepFailed", "run_scenario"]
 
@@ -253,7 +270,7 @@ class ScenarioRunner:
         step_result.artifacts += [str(p.relative_to(self.report_dir)) for p in kept]
 
     async def _failure_screenshot(self, name: str, booted: BootedVM, folder: Path) -> Path | None:
-        if self.scenario.vm(name).display == "none":
+        if self.scenario.vm(name).resolved_display == "none":
             return None
         target = folder / f"{name}-screen.png"
         try:
@@ -272,6 +289,56 @@ class ScenarioRunner:
     def _vm(self, name: str | None) -> BootedVM:
         assert name is not None  # filled in by the schema's resolution
         return self._vms[name]
+
+    async def _spice(self, booted: BootedVM) -> Any:
+        conn = booted.spice
+        if conn is None:
+            raise StepFailed(
+                f"VM {booted.name} has no Spice server (give it spice: true; libvirt VMs only)"
+            )
+        if conn.state.value == "disconnected":
+            await conn.connect()
+        return conn
+
+    async def _spice_keys(self, booted: BootedVM, step: SendKeysStep) -> None:
+        spice = await self._spice(booted)
+        if step.text is not None:
+            await spice.type_text(step.text)
+            return
+        for chord in step.chords:
+            await spice.send_keys("+".join(_SPICE_KEY_NAMES.get(k, k) for k in chord))
+
+    async def _mouse(self, booted: BootedVM, step: MouseStep) -> None:
+        if step.via == "spice":
+            from cargobay.vmcontrol.spice.constants import MouseButton
+
+            spice = await self._spice(booted)
+            if step.move_to is not None:
+                await spice.mouse_position(*step.move_to)
+            if step.move_by is not None:
+                await spice.mouse_motion(*step.move_by)
+            if step.click is not None:
+                await spice.mouse_click(MouseButton[step.click.upper()])
+            return
+        events: list[dict[str, Any]] = []
+        if step.move_to is not None:
+            x, y = step.move_to
+            events += [
+                {"type": "abs", "data": {"axis": "x", "value": x}},
+                {"type": "abs", "data": {"axis": "y", "value": y}},
+            ]
+        if step.move_by is not None:
+            dx, dy = step.move_by
+            events += [
+                {"type": "rel", "data": {"axis": "x", "value": dx}},
+                {"type": "rel", "data": {"axis": "y", "value": dy}},
+            ]
+        if events:
+            await booted.qmp.execute("input-send-event", {"events": events})
+        if step.click is not None:
+            for down in (True, False):
+                button = {"type": "btn", "data": {"button": step.click, "down": down}}
+                await booted.qmp.execute("input-send-event", {"events": [button]})
 
     def _qga(self, booted: BootedVM) -> QgaChannel:
         if booted.qga is None:
@@ -296,9 +363,14 @@ class ScenarioRunner:
             elif isinstance(action, FileCheckStep):
                 await self._file_check(vm, action, out)
             elif isinstance(action, SendKeysStep):
-                for chord in action.chords:
-                    await vm.qmp.send_keys(chord, hold_time_ms=action.hold_time_ms)
+                if action.via == "spice":
+                    await self._spice_keys(vm, action)
+                else:
+                    for chord in action.chords:
+                        await vm.qmp.send_keys(chord, hold_time_ms=action.hold_time_ms)
                 out.details["chords"] = len(action.chords)
+            elif isinstance(action, MouseStep):
+                await self._mouse(vm, action)
             elif isinstance(action, WaitForStep):
                 await self._wait_for(vm, action, out)
             elif isinstance(action, ScreenshotStep):

@@ -48,6 +48,7 @@ __all__ = [
     "FileCheckStep",
     "FileGetStep",
     "FilePutStep",
+    "MouseStep",
     "QgaExecStep",
     "QmpStep",
     "Scenario",
@@ -139,6 +140,9 @@ class VMDef(_Model):
     """``vga`` adds a VGA device (q35 only) so ``screenshot`` has a screen to capture."""
     disk_mb: int = Field(default=256, ge=64, le=65536)
     """Size of the VM's (sparse) data disk (local QEMU VMs; libvirt VMs write to RAM)."""
+    spice: bool = False
+    """A Spice server on the VM's display (libvirt VMs; implies display: vga), so
+    ``send_keys``/``mouse`` steps can go ``via: spice``."""
     host: str | None = Field(default=None, pattern=_NAME)
     """A libvirt host: an id from the scenario's ``hosts`` or, run through cargobayd, from
     its pool (``cargobay host add``).  None: cargobay's own QEMU on this machine."""
@@ -161,19 +165,36 @@ class VMDef(_Model):
             )
         return self
 
+    @model_validator(mode="after")
+    def _spice_needs_libvirt(self) -> VMDef:
+        if self.spice and self.host is None:
+            raise ValueError(
+                "spice: true needs a libvirt VM (give it a host:); local QEMU VMs take "
+                "keys and mouse through QMP"
+            )
+        if self.spice and self.machine == "microvm":
+            raise ValueError("spice needs a display: use machine: q35 (or leave machine out)")
+        return self
+
     @property
     def memory_mb(self) -> int:
         return parse_size_mb(self.memory, "memory")
 
     @property
+    def resolved_display(self) -> str:
+        return "vga" if self.spice else self.display
+
+    @property
     def resolved_machine(self) -> str:
-        return self.machine or ("q35" if self.display == "vga" else "microvm")
+        return self.machine or ("q35" if self.resolved_display == "vga" else "microvm")
 
     def describe(self) -> str:
         return (
             f"{self.name}: image={self.image} cpus={self.cpus} memory={self.memory_mb}MiB "
-            f"machine={self.resolved_machine} display={self.display} disk={self.disk_mb}MiB"
+            f"machine={self.resolved_machine} display={self.resolved_display} "
+            f"disk={self.disk_mb}MiB"
             + (f" host={self.host}" if self.host else "")
+            + (" spice" if self.spice else "")
         )
 
 
@@ -310,6 +331,8 @@ class SendKeysStep(_Action):
     text: str | None = None
     """Typed one character at a time (US layout, shift added where needed)."""
     hold_time_ms: int | None = Field(default=None, ge=1, le=10000)
+    via: Literal["qmp", "spice"] = "qmp"
+    """``spice`` sends PC-AT scancodes on the VM's Spice inputs channel (``spice: true``)."""
     timeout: float = Field(default=30.0, gt=0)
 
     @field_validator("keys")
@@ -350,7 +373,46 @@ class SendKeysStep(_Action):
     def describe(self) -> str:
         chords = " ".join("+".join(chord) for chord in self.chords)
         what = f"text {self.text!r}: " if self.text is not None else ""
-        return f"send_keys {what}{chords}"
+        via = " via spice" if self.via == "spice" else ""
+        return f"send_keys {what}{chords}{via}"
+
+
+class MouseStep(_Action):
+    """Move the pointer (``move_to`` absolute, ``move_by`` relative) and/or click."""
+
+    move_to: list[int] | None = None
+    move_by: list[int] | None = None
+    click: Literal["left", "middle", "right"] | None = None
+    via: Literal["qmp", "spice"] = "qmp"
+    timeout: float = Field(default=30.0, gt=0)
+
+    @field_validator("move_to", "move_by")
+    @classmethod
+    def _pair(cls, value: list[int] | None) -> list[int] | None:
+        if value is not None and len(value) != 2:
+            raise ValueError("give two numbers: [x, y]")
+        return value
+
+    @model_validator(mode="after")
+    def _something(self) -> MouseStep:
+        if self.move_to is not None and self.move_by is not None:
+            raise ValueError("give move_to or move_by, not both")
+        if self.move_to is None and self.move_by is None and self.click is None:
+            raise ValueError("a mouse step needs move_to, move_by or click")
+        if self.move_to is not None and min(self.move_to) < 0:
+            raise ValueError("move_to needs non-negative coordinates")
+        return self
+
+    def describe(self) -> str:
+        parts = []
+        if self.move_to is not None:
+            parts.append(f"to {self.move_to[0]},{self.move_to[1]}")
+        if self.move_by is not None:
+            parts.append(f"by {self.move_by[0]},{self.move_by[1]}")
+        if self.click is not None:
+            parts.append(f"click {self.click}")
+        via = " via spice" if self.via == "spice" else ""
+        return f"mouse {' '.join(parts)}{via}"
 
 
 class WaitForStep(_Action):
@@ -418,6 +480,7 @@ Action = (
     | FileGetStep
     | FileCheckStep
     | SendKeysStep
+    | MouseStep
     | WaitForStep
     | ScreenshotStep
     | SleepStep
@@ -431,6 +494,7 @@ ACTION_KINDS = (
     "file_get",
     "file_check",
     "send_keys",
+    "mouse",
     "wait_for",
     "screenshot",
     "sleep",
@@ -446,6 +510,7 @@ class Step(_Model):
     file_get: FileGetStep | None = None
     file_check: FileCheckStep | None = None
     send_keys: SendKeysStep | None = None
+    mouse: MouseStep | None = None
     wait_for: WaitForStep | None = None
     screenshot: ScreenshotStep | None = None
     sleep: SleepStep | None = None
@@ -595,7 +660,7 @@ def _resolve(scenario: Scenario) -> list[tuple[str, str]]:
         if (
             isinstance(action, ScreenshotStep)
             and action.vm in names
-            and scenario.vm(action.vm).display == "none"
+            and scenario.vm(action.vm).resolved_display == "none"
         ):
             problems.append(
                 (

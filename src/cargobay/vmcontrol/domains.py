@@ -129,6 +129,9 @@ def domain_xml(spec: DomainSpec) -> str:
     if spec.display == "vga":
         video = ET.SubElement(devices, "video")
         ET.SubElement(video, "model", type="vga")
+        # a pointer with absolute coordinates (virtio: the guest's init loads its driver),
+        # so Spice can run its mouse in client mode and move_to means a screen position
+        ET.SubElement(devices, "input", type="tablet", bus="virtio")
     if spec.spice is not None:
         attrs = {"autoport": "yes"} if spec.spice.port is None else {"port": str(spec.spice.port)}
         if spec.spice.password is not None:
