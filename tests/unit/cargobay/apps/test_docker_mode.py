@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 from pathlib import Path
+from typing import Any
 
 import pytest
 from pydantic import ValidationError
@@ -14,7 +15,7 @@ from cargobay.apps.tasks import TaskManager, TaskReporter
 from cargobay.errors import AppConflict, AppInputError
 
 
-def _instance(**stack: object) -> Instance:
+def _instance(**stack: Any) -> Instance:
     return Instance(name="bot1", deploy_mode=DeployMode.DOCKER, stack=StackConfig(**stack))
 
 

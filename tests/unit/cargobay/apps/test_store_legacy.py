@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sqlite3
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -18,7 +19,7 @@ FIXTURE = Path(__file__).resolve().parents[3] / "fixtures" / "legacy_launcher.sq
 
 
 @pytest.fixture
-def apps(tmp_path: Path) -> AppStore:
+def apps(tmp_path: Path) -> Iterator[AppStore]:
     store = Store.open(tmp_path / "state.db")
     yield AppStore(store)
     store.close()
