@@ -132,3 +132,41 @@ def test_app_cli_import_legacy(cargobayd: CargoBayd, tmp_path: Path) -> None:
     assert modes["test-bot"] == "local"
     for name in report["imported"]:
         _ok(cargobayd.cli("app", "rm", name, "--keep-data"))
+
+
+def test_a_task_can_be_followed_from_any_point(cargobayd: CargoBayd) -> None:
+    """A deploy started in the background, followed later (and again from event 2): a
+    bad repository URL ends the task with an error event the SDK raises."""
+    import pytest
+
+    from cargobay.errors import AppDeployError
+    from cargobay.paths import Paths
+    from cargobay.sdk import CargoBayClient
+    from cargobay.sdk.apps import AppsClient
+
+    with CargoBayClient(paths=Paths.from_env({"CARGOBAY_HOME": str(cargobayd.home)})) as client:
+        apps = AppsClient(client)
+        apps.create(
+            {
+                "name": "follow-me",
+                "deploy_mode": "local",
+                "repo_url": "http://127.0.0.1:9/nothing.git",
+            }
+        )
+        task = apps.deploy_background("follow-me")
+        seen: list[dict[str, object]] = []
+
+        def collect(into: list[dict[str, object]], since: int) -> None:
+            into.extend(apps.follow("follow-me", task["id"], since=since))
+
+        with pytest.raises(AppDeployError, match=r"127\.0\.0\.1:9"):
+            collect(seen, 0)
+        assert seen[0]["type"] == "step"
+        assert seen[0]["step"] == "clone"
+        later: list[dict[str, object]] = []
+        with pytest.raises(AppDeployError):
+            collect(later, 1)
+        assert [e["seq"] for e in later] == [e["seq"] for e in seen[1:]]
+        assert apps.task("follow-me", task["id"])["state"] == "failed"
+        assert apps.get("follow-me")["status"] == "created"
+        apps.delete("follow-me")
