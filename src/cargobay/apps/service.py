@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from cargobay.apps import docker_mode, local_mode
+from cargobay.apps import instance_files as files
 from cargobay.apps.legacy import import_legacy
 from cargobay.apps.models import (
     ContainerInfo,
@@ -54,19 +55,6 @@ __all__ = ["AppService", "status_of"]
 
 DOCKER_STEPS = ("prepare", "compose file", "images", "containers", "verify")
 WSL_STEPS = ("prepare", "compose file", "docker in wsl", "containers")
-CONFIG_SERVICE = {"bot": "core", "model": "core", "adapter": "adapters"}
-"""Config kinds and the stack service that reads each (restarted after a change)."""
-
-
-def _masked(value: Any) -> Any:
-    """``value`` with every ``api_key`` replaced by its masked form."""
-    from cargobay.apps.secrets import mask
-
-    if isinstance(value, dict):
-        return {k: mask(str(v)) if k == "api_key" and v else _masked(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [_masked(v) for v in value]
-    return value
 
 
 def status_of(rows: Sequence[dict[str, Any]]) -> InstanceStatus:
@@ -508,32 +496,14 @@ class AppService:
                 )
         return out
 
-    # -- configuration (bot_config.toml, model_config.toml, the adapter's config.toml) -----
+    # -- files: config TOML, API providers, backup (cargobay.apps.instance_files) ---------
 
     def config_path(self, instance: Instance, kind: str) -> Path:
-        if kind not in CONFIG_SERVICE:
-            raise AppInputError(f"bad config kind {kind!r}: one of {', '.join(CONFIG_SERVICE)}")
-        if instance.deploy_mode is DeployMode.LOCAL:
-            if kind == "adapter":
-                raise AppInputError("local instances have no adapter config managed here")
-            return Path(instance.paths.get("app", self.directory(instance) / "app")) / (
-                f"config/{kind}_config.toml"
-            )
-        if kind == "adapter":
-            return self.directory(instance) / docker_mode.ADAPTER_CONFIG
-        return self.directory(instance) / f"docker-config/mmc/{kind}_config.toml"
+        return files.config_path(instance, self.directory(instance), kind)
 
     def read_config(self, name: str, kind: str) -> dict[str, Any]:
         """The file's values (API keys masked) and problems with known keys."""
-        from cargobay.apps.appconfig import TomlConfig
-
-        instance = self.apps.get(name)
-        config = TomlConfig.load(self.config_path(instance, kind), kind=kind)  # type: ignore[arg-type]
-        return {
-            "path": str(config.path),
-            "values": _masked(config.doc.unwrap()),
-            "problems": config.validate(),
-        }
+        return files.read_config(self.config_path(self.apps.get(name), kind), kind)
 
     async def edit_config(
         self,
@@ -545,121 +515,55 @@ class AppService:
         create: bool = False,
         restart: bool = True,
     ) -> dict[str, Any]:
-        """Change keys (comments and order kept); all or nothing: a syntax error in the
-        file, an unknown table or a bad value changes nothing.  A running Docker instance
-        then restarts the service that reads the file."""
-        from cargobay.apps.appconfig import TomlConfig
-
+        """Change keys (comments and order kept), all or nothing; then a running Docker
+        instance restarts the service that reads the file."""
         instance = self.apps.get(name)
         path = self.config_path(instance, kind)
-        config = TomlConfig.load(path, kind=kind)  # type: ignore[arg-type]
-        for key, value in set_values.items():
-            config.set(key, value, create=create)
-        for key in delete:
-            config.delete(key)
-        problems = config.validate()
-        if problems:
-            from cargobay.errors import AppConfigError
-
-            raise AppConfigError(f"{path}: " + "; ".join(problems))
-        await asyncio.to_thread(config.save)
+        await asyncio.to_thread(files.edit_config, path, kind, set_values, list(delete), create)
         restarted = await self._restart_reader(instance, kind) if restart else []
         return {"path": str(path), "changed": [*set_values, *delete], "restarted": restarted}
 
     async def _restart_reader(self, instance: Instance, kind: str) -> list[str]:
-        if instance.deploy_mode is DeployMode.LOCAL or not instance.docker_compose_path:
+        if instance.deploy_mode is not DeployMode.DOCKER or not instance.docker_compose_path:
             return []
-        service = CONFIG_SERVICE[kind]
+        service = files.CONFIG_SERVICE[kind]
         rows = await self.compose().ps(docker_mode.project_name(instance), services=[service])
         if not any(r["state"] == "running" for r in rows):
             return []
         await self.compose().restart(self._loaded(instance), services=[service])
         return [service]
 
-    # -- API providers (keys in a 0600 file, masked in every answer) ----------------------
-
-    def _providers(self, instance: Instance) -> Any:
-        from cargobay.apps.secrets import ProviderStore
-
-        return ProviderStore(self.directory(instance) / "secrets.json")
-
     def list_providers(self, name: str) -> list[dict[str, Any]]:
-        result: list[dict[str, Any]] = self._providers(self.apps.get(name)).public()
-        return result
+        return files.providers(self.directory(self.apps.get(name))).public()
 
     async def put_provider(self, name: str, provider: dict[str, Any]) -> dict[str, Any]:
-        """Save a provider and write it into model_config.toml (0600); restart the core."""
-        from cargobay.apps.appconfig import TomlConfig
-        from cargobay.apps.secrets import apply_providers, provider_from
-
+        """Save a provider, write it into model_config.toml (0600), restart the core."""
         instance = self.apps.get(name)
-        parsed = provider_from(provider)
-        path = self.config_path(instance, "model")
-        if not path.parent.is_dir():
-            raise AppConflict(f"app instance {name!r} has no config directory yet; deploy it")
-        if not path.exists():
-            path.write_text("# MaiBot model_config.toml (API providers written by cargobay)\n")
-        config = TomlConfig.load(path, kind="model")  # a syntax error: nothing saved
-        store = self._providers(instance)
-        store.put(parsed)
-        await asyncio.to_thread(apply_providers, config, store.providers())
-        restarted = await self._restart_reader(instance, "model")
-        return {"provider": parsed.public(), "restarted": restarted}
+        model = self.config_path(instance, "model")
+        public = await asyncio.to_thread(
+            files.put_provider, self.directory(instance), model, provider
+        )
+        return {"provider": public, "restarted": await self._restart_reader(instance, "model")}
 
     def delete_provider(self, name: str, provider: str) -> None:
-        self._providers(self.apps.get(name)).remove(provider)
-
-    # -- backup and restore -------------------------------------------------------------
+        files.providers(self.directory(self.apps.get(name))).remove(provider)
 
     async def backup(self, name: str, dest: Path | None = None) -> dict[str, Any]:
-        """One archive of the instance's settings (``instance.json``), configuration, data
-        directories and provider secrets (the stack keeps its state in bind mounts)."""
-        from cargobay.apps.backup import create_backup
-
         instance = self.apps.get(name)
-        root = self.directory(instance)
-        await asyncio.to_thread(root.mkdir, parents=True, exist_ok=True)
-        record = root / "instance.json"
-        await asyncio.to_thread(record.write_text, instance.model_dump_json(indent=2))
-        wanted = ["instance.json", "docker-config", "data", "secrets.json", "app/config"]
-        paths = [p for p in wanted if await asyncio.to_thread((root / p).exists)]
-        if dest is None:
-            stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
-            dest = self.root.parent / "app-backups" / f"{instance.name}-{stamp}.tar.gz"
-        await asyncio.to_thread(dest.parent.mkdir, parents=True, exist_ok=True)
-        manifest = await create_backup(dest, instance=instance.name, root=root, paths=paths)
-        return {"archive": str(dest), "manifest": manifest.model_dump(mode="json")}
+        dest = dest or files.default_archive(self.root.parent / "app-backups", instance)
+        return await files.backup_instance(instance, self.directory(instance), dest)
 
     async def restore(self, archive: Path, new_name: str) -> Instance:
-        """A new instance ``new_name`` from a backup: its files, then its settings (not
-        deployed: deploy it to run it).  A name clash is refused before anything is
-        written; a failed restore leaves nothing."""
-        from cargobay.apps.backup import restore_backup
-
-        body = InstanceCreate(name=new_name)  # validates the name
-        if self.apps.find(body.name) is not None:
+        """A new instance from a backup (not deployed).  A name clash is refused before
+        anything is written; a failed restore leaves nothing."""
+        if self.apps.find(new_name) is not None:
             raise AppConflict(f"an app instance named {new_name!r} already exists")
         root = self.root / new_name
-        await restore_backup(archive, new_name=new_name, root=root)
+        instance = await files.restore_instance(archive, new_name, root)
         try:
-            text = await asyncio.to_thread((root / "instance.json").read_text)
-            old = Instance.model_validate_json(text)
-            instance = Instance(
-                **old.model_dump(
-                    include=set(InstanceCreate.model_fields) - {"name", "deploy_mode", "wsl_distro"}
-                ),
-                name=new_name,
-                deploy_mode=old.deploy_mode,
-                wsl_distro=old.wsl_distro,
-            )
-            instance.paths = {"root": str(root)}
-            if instance.deploy_mode is not DeployMode.LOCAL:
-                instance.docker_network = docker_mode.network_name(instance)
             return self.apps.insert(instance)
-        except BaseException as err:
+        except BaseException:
             await asyncio.to_thread(shutil.rmtree, root, True)
-            if isinstance(err, OSError | ValueError):
-                raise AppInputError(f"{archive} is not an app instance backup: {err}") from err
             raise
 
 
