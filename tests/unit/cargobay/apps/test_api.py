@@ -92,3 +92,18 @@ def test_import_legacy_and_remove(client: TestClient, tmp_path: Path) -> None:
     for name in report["imported"]:
         assert client.delete(f"/v1/apps/{name}", params={"keep_data": "true"}).status_code == 204
     assert client.get("/v1/apps").json() == []
+
+
+def test_the_service_is_closed_with_the_daemon(tmp_path: Path) -> None:
+    """The router's lifespan closes the app service (its tasks and local processes)."""
+    paths = Paths.from_env({"CARGOBAY_HOME": str(tmp_path / "home")})
+    paths.ensure()
+    store = Store.open(paths.db)
+    images = DaemonImages(paths)
+    service = MachineService(paths, store, no_hypervisor, images, NoAgents())
+    app = create_app(DaemonState(paths=paths, service=service, images=images), recover=False)
+    with TestClient(app) as c:
+        assert c.get("/v1/apps").status_code == 200
+        assert app.state.apps is not None
+    assert app.state.apps is None
+    store.close()
