@@ -263,6 +263,7 @@ class AppService:
         root = self.directory(instance)
         compose_file = root / docker_mode.COMPOSE_FILE
         first = not compose_file.exists()
+        previous = None if first else compose_file.read_text(encoding="utf-8")
         report.step("prepare", f"preparing {root}")
         root_existed = root.exists()
         created = docker_mode.prepare_directories(root)
@@ -285,8 +286,14 @@ class AppService:
         except BaseException as err:
             if first:
                 await self._undo_first_deploy(instance, root, root_existed, created, report)
+            elif previous is not None:  # the compose file goes back to what is running
+                compose_file.write_text(previous, encoding="utf-8")
             if isinstance(err, Exception) and not isinstance(err, AppDeployError):
-                undone = "; what it had created was removed" if first else ""
+                undone = (
+                    "; what it had created was removed"
+                    if first
+                    else "; the previous compose file and containers were kept"
+                )
                 raise AppDeployError(
                     f"deploying app instance {instance.name!r} failed: {err}{undone}"
                 ) from err

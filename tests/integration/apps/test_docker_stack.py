@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from cargobay.apps.models import DeployMode, InstanceCreate, StackConfig
+from cargobay.apps.models import DeployMode, InstanceCreate, InstanceUpdate, StackConfig
 from cargobay.apps.service import AppService
 from cargobay.containers.engine import DockerEngine
 from cargobay.errors import AppConfigError, AppConflict, AppNotFound, TomlSyntaxError
@@ -126,6 +126,29 @@ async def test_stop_start_restart(service: AppService, ports: dict[str, int]) ->
     assert restarted.status == "running"
     assert (await service.restart("it-bot", services=["napcat"])).status == "running"
     assert _get(ports["napcat_port"]).startswith("role=napcat")
+
+
+async def test_a_failed_redeploy_keeps_the_running_stack(
+    service: AppService, maibot_standins: dict[str, str], ports: dict[str, int]
+) -> None:
+    instance = service.get("it-bot")
+    compose_file = Path(str(instance.docker_compose_path))
+    before = await asyncio.to_thread(compose_file.read_text)
+    broken = instance.stack.model_copy(update={"adapter_image": "127.0.0.1:9/missing/adapter:2"})
+    service.update("it-bot", InstanceUpdate(stack=broken))
+    final = await service.tasks.wait(service.deploy("it-bot").id)
+    assert final.state == "failed"
+    assert "previous compose file and containers were kept" in str(final.error)
+    assert await asyncio.to_thread(compose_file.read_text) == before
+    assert _get(ports["webui_port"]).startswith("role=core")
+    status = await service.status("it-bot")
+    assert status["instance"].status == "running"
+    assert len(status["containers"]) == 4
+    # the settings are put back and a redeploy converges again
+    service.update("it-bot", InstanceUpdate(stack=instance.stack))
+    again = await service.tasks.wait(service.deploy("it-bot").id)
+    assert again.state == "succeeded", again.error
+    assert await asyncio.to_thread(compose_file.read_text) == before
 
 
 async def test_a_failed_first_deploy_leaves_nothing(
