@@ -4,7 +4,8 @@ under a PTY.
 This is the orchestration only; the mechanisms are separate modules written alongside
 (``gitrepo``: dulwich clone/pull; ``pyenv``: find a Python, create a venv, pip install;
 ``ptyproc``: processes under a PTY with restart policy).  A deploy reports the steps
-``clone``, ``python``, ``venv``, ``requirements``; when a mechanism module is not in this
+``clone``, ``python``, ``venv``, ``requirements`` (and ``napcat`` when the instance names a
+NapCat release: :mod:`cargobay.apps.napcat`); when a mechanism module is not in this
 build the step fails with an error that says so (and nothing is left behind).
 
 A failed first clone removes the half-made checkout; a failed pull or install leaves the
@@ -20,6 +21,7 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any
 
+from cargobay.apps.downloads import DownloadProgress
 from cargobay.apps.models import Instance, InstanceStatus
 from cargobay.apps.store import AppStore
 from cargobay.apps.tasks import TaskReporter
@@ -42,6 +44,27 @@ def _mechanism(name: str) -> ModuleType:
 
 def _deployed(checkout: Path, venv: Path) -> bool:
     return checkout.is_dir() and venv.is_dir()
+
+
+async def _install_napcat(instance: Instance, root: Path, report: TaskReporter) -> None:
+    """The ``napcat`` step: the configured release into ``<root>/napcat`` (progress as the
+    step's percentage); the previous install stays if it fails."""
+    napcat = _mechanism("napcat")
+    source = instance.napcat
+    assert source is not None
+    report.step("napcat", f"NapCat {source.version} into {root / 'napcat'}")
+
+    def progress(event: DownloadProgress) -> None:
+        if event.state == "progress" and event.total:
+            report.progress(event.done / event.total, f"{event.done}/{event.total} bytes")
+        elif event.state in ("started", "retrying", "done"):
+            report.log(f"download {event.state}: {event.url} {event.message}".rstrip())
+
+    result = await napcat.install_napcat(root / "napcat", source, on_progress=progress)
+    if result.changed:
+        report.log(f"NapCat {result.version} installed ({result.files} files)")
+    else:
+        report.log(f"NapCat {result.version} already installed")
 
 
 class LocalRunner:
@@ -86,6 +109,8 @@ class LocalRunner:
                 await pyenv.pip_install(venv, requirements, on_line=report.log)
             else:
                 report.log("no requirements.txt")
+            if instance.napcat is not None:
+                await _install_napcat(instance, root, report)
         except BaseException:
             if first:  # a failed first deploy leaves nothing behind
                 shutil.rmtree(checkout, ignore_errors=True)
@@ -94,6 +119,8 @@ class LocalRunner:
             raise
         current = apps.get(instance.id)
         paths = {**current.paths, "app": str(checkout), "venv": str(venv)}
+        if instance.napcat is not None:
+            paths["napcat"] = str(root / "napcat")
         apps.save(current.model_copy(update={"paths": paths, "status": InstanceStatus.STOPPED}))
         return f"{instance.name}: {commit.sha[:12]} checked out, requirements installed"
 

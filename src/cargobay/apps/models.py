@@ -125,6 +125,31 @@ class StackConfig(BaseModel):
         return self
 
 
+class NapCatSource(BaseModel):
+    """Local mode: the NapCat release archive to install into ``<instance>/napcat``."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    url: str = Field(description="http(s) URL of the release .zip/.tar.*")
+    sha256: str = Field(description="its SHA-256, 64 hexadecimal characters")
+    version: str = Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9][A-Za-z0-9._+-]*$")
+
+    @field_validator("url")
+    @classmethod
+    def _http_url(cls, value: str) -> str:
+        if not re.match(r"^https?://\S+$", value):
+            raise ValueError(f"not an http(s) URL: {value!r}")
+        return value
+
+    @field_validator("sha256")
+    @classmethod
+    def _hex_digest(cls, value: str) -> str:
+        value = value.strip().lower()
+        if not re.match(r"^[0-9a-f]{64}$", value):
+            raise ValueError("sha256 must be 64 hexadecimal characters")
+        return value
+
+
 class _InstanceFields(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
@@ -138,6 +163,9 @@ class _InstanceFields(BaseModel):
     local_commands: dict[str, list[str]] = Field(
         default_factory=lambda: {"core": ["{python}", "bot.py"]},
         description="local mode: the processes to run in the checkout ({python}: the venv's)",
+    )
+    napcat: NapCatSource | None = Field(
+        default=None, description="local mode: a NapCat release to install on deploy"
     )
 
 
@@ -163,6 +191,10 @@ class InstanceCreate(_InstanceFields):
             raise ValueError("wsl_distro is required for deploy_mode wsl2_docker")
         if self.deploy_mode != DeployMode.WSL2_DOCKER and self.wsl_distro:
             raise ValueError("wsl_distro is only for deploy_mode wsl2_docker")
+        if self.napcat is not None and self.deploy_mode != DeployMode.LOCAL:
+            raise ValueError(
+                "napcat is only for deploy_mode local (docker uses stack.napcat_image)"
+            )
         if self.repo_url is not None and not re.match(
             r"^(https?|file|ssh|git)://\S+$", self.repo_url
         ):
