@@ -14,6 +14,9 @@ previous checkout and venv in place.
 
 from __future__ import annotations
 
+import asyncio
+import codecs
+import functools
 import importlib
 import shutil
 from collections.abc import AsyncIterator
@@ -67,11 +70,62 @@ async def _install_napcat(instance: Instance, root: Path, report: TaskReporter) 
         report.log(f"NapCat {result.version} already installed")
 
 
+def _log_line(name: str, line: str) -> dict[str, Any]:
+    return {"type": "log", "service": name, "stream": "pty", "line": line}
+
+
+def _split(text: str) -> tuple[list[str], str]:
+    """Complete lines and the unfinished rest (held back until its newline comes; a final
+    lone ``\\r`` too, as it may be the first half of ``\\r\\n``)."""
+    lines = text.splitlines(keepends=True)
+    rest = lines.pop() if lines and not lines[-1].endswith("\n") else ""
+    return [(line.splitlines() or [""])[0] for line in lines], rest
+
+
+async def _follow(
+    queue: asyncio.Queue[tuple[str, bytes]],
+    processes: list[tuple[str, Any]],
+    partial: dict[str, str],
+) -> AsyncIterator[tuple[str, str]]:
+    """(process name, line) from the PTY output in ``queue`` until every process ends."""
+    decoders = {name: codecs.getincrementaldecoder("utf-8")("replace") for name, _ in processes}
+    ended: asyncio.Future[Any] = asyncio.gather(*(p.wait() for _, p in processes))
+    getter: asyncio.Future[tuple[str, bytes]] | None = None
+    try:
+        while True:
+            if queue.empty():
+                if ended.done():
+                    break
+                getter = asyncio.ensure_future(queue.get())
+                await asyncio.wait({getter, ended}, return_when=asyncio.FIRST_COMPLETED)
+                if not getter.done():
+                    continue  # ended: the queue is drained, then the loop stops
+                name, data = getter.result()
+            else:
+                name, data = queue.get_nowait()
+            lines, partial[name] = _split(partial.get(name, "") + decoders[name].decode(data))
+            for line in lines:
+                yield name, line
+        for name, rest in partial.items():  # the last words without a newline
+            if rest.rstrip("\r"):
+                yield name, rest.rstrip("\r")
+    finally:
+        if getter is not None:
+            getter.cancel()
+        ended.cancel()  # the processes' supervisors are shielded from this
+
+
 class LocalRunner:
     """Local-mode instances of one daemon (processes are tracked in memory)."""
 
     def __init__(self) -> None:
         self._processes: dict[str, list[tuple[str, Any]]] = {}
+        # ``logs --follow`` readers of each instance: (process name, output) per PTY read
+        self._followers: dict[str, set[asyncio.Queue[tuple[str, bytes]]]] = {}
+
+    def _fan_out(self, instance_id: str, name: str, data: bytes) -> None:
+        for queue in self._followers.get(instance_id, ()):
+            queue.put_nowait((name, data))
 
     async def deploy(
         self, apps: AppStore, instance: Instance, root: Path, report: TaskReporter
@@ -147,7 +201,9 @@ class LocalRunner:
                     restart="on-failure",
                     max_restarts=5,
                 )
-                process = ptyproc.PtyProcess(spec)
+                process = ptyproc.PtyProcess(
+                    spec, on_output=functools.partial(self._fan_out, instance.id, name)
+                )
                 await process.start()
                 started.append((name, process))
         except BaseException:
@@ -178,11 +234,30 @@ class LocalRunner:
     async def logs(
         self, instance: Instance, *, follow: bool = False, tail: int | None = None
     ) -> AsyncIterator[dict[str, Any]]:
-        """The processes' output as lines, ANSI sequences kept (from the PTY history)."""
-        for name, process in self._processes.get(instance.id, []):
-            lines = process.history().decode(errors="replace").splitlines()
-            for line in lines[-tail:] if tail else lines:
-                yield {"type": "log", "service": name, "stream": "pty", "line": line}
+        """The processes' output as lines, ANSI sequences kept (from the PTY history);
+        ``follow``: then the new output as it comes, until every process has ended (stopped,
+        or exited with no restart due) or the reader goes away."""
+        processes = list(self._processes.get(instance.id, []))
+        queue: asyncio.Queue[tuple[str, bytes]] = asyncio.Queue()
+        if follow:  # before the history is read: no output falls in between
+            self._followers.setdefault(instance.id, set()).add(queue)
+        try:
+            partial: dict[str, str] = {}
+            for name, process in processes:
+                text = process.history().decode(errors="replace")
+                lines, partial[name] = _split(text) if follow else (text.splitlines(), "")
+                for line in lines[-tail:] if tail else lines:
+                    yield _log_line(name, line)
+            if not follow or not processes:
+                return
+            async for name, line in _follow(queue, processes, partial):
+                yield _log_line(name, line)
+        finally:
+            followers = self._followers.get(instance.id)
+            if followers is not None:
+                followers.discard(queue)
+                if not followers:
+                    del self._followers[instance.id]
 
     async def close(self) -> None:
         """Stop every process (daemon shutdown: no orphans, no zombies)."""
