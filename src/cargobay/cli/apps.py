@@ -2,11 +2,12 @@
 
     cargobay app create NAME [--mode docker|local|wsl2_docker] [--version V] [--repo URL]
                              [--branch B] [--wsl-distro D] [--sqlite-web] [--set KEY=VALUE]...
+                             [--napcat-url URL --napcat-sha256 HEX --napcat-version V]  (local)
     cargobay app ls | show NAME | status NAME | stats NAME | images NAME | compose NAME
     cargobay app updates NAME                newer images behind the stack's tags? (exit 1)
     cargobay app deploy NAME [--detach]      progress bar (a plain line per step when piped)
     cargobay app start|stop|restart NAME [--service S]...
-    cargobay app logs NAME [--service S]... [-f] [--tail N] [--grep REGEX]
+    cargobay app logs NAME [--service S]... [-f] [--tail N] [--grep REGEX]   (-f: local too)
     cargobay app rm NAME [--keep-data]
     cargobay app import-legacy PATH          an older launcher's database (run once)
     cargobay app config NAME bot|model|adapter [--set KEY=VALUE]... [--unset KEY]... [--no-restart]
@@ -95,6 +96,15 @@ def create(
     branch: Annotated[str | None, typer.Option("--branch", help="local mode: branch.")] = None,
     wsl_distro: Annotated[str | None, typer.Option("--wsl-distro")] = None,
     sqlite_web: Annotated[bool, typer.Option("--sqlite-web", help="Add sqlite-web.")] = False,
+    napcat_url: Annotated[
+        str | None, typer.Option("--napcat-url", help="local mode: NapCat release archive URL.")
+    ] = None,
+    napcat_sha256: Annotated[
+        str | None, typer.Option("--napcat-sha256", help="local mode: its SHA-256.")
+    ] = None,
+    napcat_version: Annotated[
+        str | None, typer.Option("--napcat-version", help="local mode: its version.")
+    ] = None,
     sets: Annotated[
         list[str] | None, typer.Option("--set", help="Stack setting KEY=VALUE (repeatable).")
     ] = None,
@@ -108,6 +118,13 @@ def create(
     for key, value in (("repo_url", repo), ("branch", branch), ("wsl_distro", wsl_distro)):
         if value is not None:
             body[key] = value
+    napcat = {"url": napcat_url, "sha256": napcat_sha256, "version": napcat_version}
+    if any(v is not None for v in napcat.values()):
+        if any(v is None for v in napcat.values()):
+            raise typer.BadParameter(
+                "give --napcat-url, --napcat-sha256 and --napcat-version together"
+            )
+        body["napcat"] = napcat
     instance = _apps().create(body)
     if _out(json_flag) is not Format.TABLE:
         emit_document(instance, Format.JSON)

@@ -58,3 +58,14 @@ def test_provider_key_never_from_argv(cli: Invoke) -> None:
 
 def test_missing_argument(cli: Invoke) -> None:
     assert cli("deploy").exit_code == 2
+
+
+def test_napcat_options_go_together(cli: Invoke) -> None:
+    partial = cli("create", "bot1", "--mode", "local", "--napcat-url", "http://127.0.0.1/n.zip")
+    assert partial.exit_code == 2
+    assert "--napcat-sha256" in partial.output
+    whole = cli(
+        "create", "bot1", "--mode", "local", "--napcat-url", "http://127.0.0.1/n.zip",
+        "--napcat-sha256", "a" * 64, "--napcat-version", "4.1",
+    )  # fmt: skip
+    assert whole.exit_code == 5, whole.output
