@@ -211,6 +211,9 @@ class InstanceUpdate(BaseModel):
     description: str | None = Field(default=None, max_length=500)
     stack: StackConfig | None = None
     branch: str | None = None
+    napcat: NapCatSource | None = Field(
+        default=None, description="local mode: a NapCat release to install at the next deploy"
+    )
 
 
 class Instance(_InstanceFields):

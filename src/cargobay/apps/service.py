@@ -181,9 +181,9 @@ class AppService:
     def update(self, name: str, body: InstanceUpdate) -> Instance:
         """Change settings; a deployed Docker instance picks them up at its next deploy."""
         instance = self.apps.get(name)
-        changes = body.model_dump(exclude_none=True)
-        if "stack" in changes:
-            changes["stack"] = body.stack
+        changes = {key: value for key, value in body if value is not None}  # models stay
+        if "napcat" in changes and instance.deploy_mode is not DeployMode.LOCAL:
+            raise AppInputError("napcat is only for deploy_mode local")
         return self.apps.save(instance.model_copy(update=changes))
 
     async def delete(self, name: str, *, keep_data: bool = False) -> None:

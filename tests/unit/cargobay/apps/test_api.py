@@ -107,3 +107,27 @@ def test_the_service_is_closed_with_the_daemon(tmp_path: Path) -> None:
         assert app.state.apps is not None
     assert app.state.apps is None
     store.close()
+
+
+def test_napcat_source_is_validated_and_updatable_for_local_mode(client: TestClient) -> None:
+    napcat = {"url": "http://127.0.0.1/NapCat.zip", "sha256": "A" * 64, "version": "4.1"}
+    body = {"name": "loc", "deploy_mode": "local", "repo_url": "http://127.0.0.1/r.git"}
+    created = client.post("/v1/apps", json={**body, "napcat": napcat})
+    assert created.status_code == 201, created.text
+    assert created.json()["napcat"] == {**napcat, "sha256": "a" * 64}
+    bad = client.post(
+        "/v1/apps", json={**body, "name": "loc2", "napcat": {**napcat, "sha256": "x"}}
+    )
+    assert bad.status_code == 400
+    assert "sha256" in bad.json()["error"]["message"]
+    newer = {**napcat, "version": "4.2", "sha256": "b" * 64}
+    patched = client.patch("/v1/apps/loc", json={"napcat": newer})
+    assert patched.status_code == 200, patched.text
+    assert patched.json()["napcat"]["version"] == "4.2"
+    assert patched.json()["repo_url"] == "http://127.0.0.1/r.git"
+    assert client.post("/v1/apps", json={"name": "dock"}).status_code == 201
+    refused = client.patch("/v1/apps/dock", json={"napcat": newer})
+    assert refused.status_code == 400
+    assert "only for deploy_mode local" in refused.json()["error"]["message"]
+    on_docker = client.post("/v1/apps", json={"name": "dock2", "napcat": napcat})
+    assert on_docker.status_code == 400
