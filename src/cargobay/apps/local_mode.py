@@ -175,7 +175,8 @@ class LocalRunner:
         paths = {**current.paths, "app": str(checkout), "venv": str(venv)}
         if instance.napcat is not None:
             paths["napcat"] = str(root / "napcat")
-        apps.save(current.model_copy(update={"paths": paths, "status": InstanceStatus.STOPPED}))
+        status = InstanceStatus.RUNNING if self.running(instance) else InstanceStatus.STOPPED
+        apps.save(current.model_copy(update={"paths": paths, "status": status}))
         return f"{instance.name}: {commit.sha[:12]} checked out, requirements installed"
 
     async def start(self, apps: AppStore, instance: Instance, root: Path) -> Instance:
@@ -213,6 +214,12 @@ class LocalRunner:
         self._processes[instance.id] = started
         return apps.save(
             apps.get(instance.id).model_copy(update={"status": InstanceStatus.RUNNING})
+        )
+
+    def running(self, instance: Instance) -> bool:
+        """Whether any of the instance's processes runs (or waits to be restarted)."""
+        return any(
+            p.state in ("running", "backoff") for _, p in self._processes.get(instance.id, [])
         )
 
     async def stop(self, instance: Instance) -> None:

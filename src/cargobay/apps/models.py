@@ -225,6 +225,11 @@ class Instance(_InstanceFields):
     docker_network: str | None = None
     wsl_distro: str | None = None
     status: InstanceStatus = InstanceStatus.CREATED
+    status_message: str | None = Field(
+        default=None,
+        description="why the status is error, or what the last failed deploy said "
+        "(cleared when a deploy starts)",
+    )
     created_at: datetime = Field(default_factory=utcnow)
     updated_at: datetime = Field(default_factory=utcnow)
     legacy: dict[str, Any] = Field(

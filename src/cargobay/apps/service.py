@@ -13,7 +13,9 @@ the deployment tasks.  Per deploy mode:
 Failure rules (the issue's "bad input"): a name clash is refused before anything is
 written; a deploy that fails removes what it created for a first deploy (containers,
 network, directories, compose file) and otherwise leaves the previous compose file and
-containers as they were; the instance's saved state only changes when a step succeeds.
+containers as they were; the instance's saved state only changes when a step succeeds
+(local mode: its status is ``deploying`` meanwhile and ``error`` after a failure, or the
+previous status while the old processes still run).
 """
 
 from __future__ import annotations
@@ -217,16 +219,38 @@ class AppService:
         instance = self.apps.get(name)
         task = DeploymentTask(instance_id=instance.id, instance_name=instance.name)
         if instance.deploy_mode is DeployMode.LOCAL:
-            return self.tasks.start(
-                task,
-                local_mode.STEPS,
-                lambda r: self.local.deploy(self.apps, instance, self.directory(instance), r),
-            )
+            return self._deploy_local(instance, task)
         if instance.deploy_mode is DeployMode.WSL2_DOCKER:
             self._require_docker(instance, engine=False)
             return self.tasks.start(task, WSL_STEPS, lambda r: self._deploy_wsl(instance, r))
         self._require_docker(instance)
         return self.tasks.start(task, DOCKER_STEPS, lambda r: self._deploy_docker(instance, r))
+
+    def _deploy_local(self, instance: Instance, task: DeploymentTask) -> DeploymentTask:
+        """The saved status is ``deploying`` while it runs; a failure leaves ``error`` (or
+        the previous status while the old processes still run), the message kept in
+        ``status_message``."""
+
+        async def tracked(report: TaskReporter) -> str:
+            try:
+                return await self.local.deploy(
+                    self.apps, instance, self.directory(instance), report
+                )
+            except BaseException as err:
+                current = self.apps.find(instance.id)
+                if current is not None:  # (not deleted meanwhile)
+                    interrupted = isinstance(err, asyncio.CancelledError)
+                    message = "the deploy was interrupted" if interrupted else str(err)
+                    still = self.local.running(instance)
+                    status = instance.status if still else InstanceStatus.ERROR
+                    update = {"status": status, "status_message": message or repr(err)}
+                    self.apps.save(current.model_copy(update=update))
+                raise
+
+        started = self.tasks.start(task, local_mode.STEPS, tracked)
+        update = {"status": InstanceStatus.DEPLOYING, "status_message": None}
+        self.apps.save(self.apps.get(instance.id).model_copy(update=update))
+        return started
 
     async def _deploy_wsl(self, instance: Instance, report: TaskReporter) -> str:
         root = self.directory(instance)

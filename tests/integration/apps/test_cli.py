@@ -168,5 +168,5 @@ def test_a_task_can_be_followed_from_any_point(cargobayd: CargoBayd) -> None:
             collect(later, 1)
         assert [e["seq"] for e in later] == [e["seq"] for e in seen[1:]]
         assert apps.task("follow-me", task["id"])["state"] == "failed"
-        assert apps.get("follow-me")["status"] == "created"
+        assert apps.get("follow-me")["status"] == "error"  # a failed deploy: error
         apps.delete("follow-me")

@@ -1,6 +1,7 @@
 """Local mode: an instance's repository cloned from a loopback HTTP git server (dulwich's
 smart-HTTP app under wsgiref), a venv made with a real Python, requirements installed; a
-repository URL that fails leaves nothing behind and the instance as it was."""
+repository URL that fails leaves nothing behind and the instance as it was (but for its
+status: error)."""
 
 from __future__ import annotations
 
@@ -124,4 +125,8 @@ async def test_a_bad_repository_url_leaves_nothing(service: AppService) -> None:
     assert final.state == "failed"
     assert "127.0.0.1:9" in str(final.error)
     assert not await asyncio.to_thread((service.root / "local2" / "app").exists)
-    assert service.get("local2") == before
+    # the instance is as it was, but for its status: error, with the task's message
+    after = service.get("local2")
+    assert (after.status, after.status_message) == ("error", final.error)
+    changed = {"status", "status_message", "updated_at"}
+    assert after.model_dump(exclude=changed) == before.model_dump(exclude=changed)
