@@ -4,8 +4,12 @@ under a PTY.
 This is the orchestration only; the mechanisms are separate modules written alongside
 (``gitrepo``: dulwich clone/pull; ``pyenv``: find a Python, create a venv, pip install;
 ``ptyproc``: processes under a PTY with restart policy).  A deploy reports the steps
-``clone``, ``python``, ``venv``, ``requirements`` (and ``napcat`` when the instance names a
-NapCat release: :mod:`cargobay.apps.napcat`); when a mechanism module is not in this
+``clone``, ``python``, ``venv``, ``requirements``, then ``adapter`` when the instance has
+one (MaiBot-Napcat-Adapter: a second checkout ``<instance>/adapter`` with its own venv)
+and ``napcat`` when it names a NapCat release (:mod:`cargobay.apps.napcat`).  Start runs
+the ``local_commands`` (core), the adapter (process ``adapter``) and, when
+``napcat_command`` is set, NapCat (process ``napcat``, in ``<instance>/napcat``), each
+under its own PTY with the restart policy; when a mechanism module is not in this
 build the step fails with an error that says so (and nothing is left behind).
 
 A failed first clone removes the half-made checkout; a failed pull or install leaves the
@@ -19,7 +23,7 @@ import codecs
 import functools
 import importlib
 import shutil
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from pathlib import Path
 from types import ModuleType
 from typing import Any
@@ -68,6 +72,39 @@ async def _install_napcat(instance: Instance, root: Path, report: TaskReporter) 
         report.log(f"NapCat {result.version} installed ({result.files} files)")
     else:
         report.log(f"NapCat {result.version} already installed")
+
+
+async def _deploy_adapter(instance: Instance, root: Path, report: TaskReporter) -> None:
+    """The ``adapter`` step: MaiBot-Napcat-Adapter cloned (or pulled) into
+    ``<root>/adapter`` with its own venv and requirements; a failed first clone leaves
+    nothing, a failed update leaves the previous checkout and venv."""
+    gitrepo, pyenv = _mechanism("gitrepo"), _mechanism("pyenv")
+    adapter = instance.adapter
+    assert adapter is not None
+    checkout, venv = root / "adapter", root / "adapter-venv"
+    first = not checkout.exists()
+    report.step("adapter", f"adapter {adapter.repo_url} into {checkout}")
+    try:
+        if first:
+            commit = await gitrepo.clone(
+                adapter.repo_url, checkout, branch=adapter.branch, on_progress=report.log
+            )
+        else:
+            if adapter.branch and adapter.branch != gitrepo.current_commit(checkout).branch:
+                await gitrepo.switch_branch(checkout, adapter.branch)
+            commit = await gitrepo.pull(checkout, on_progress=report.log)
+        report.log(f"adapter at {commit.sha[:12]} ({commit.branch}): {commit.subject}")
+        if not (venv / "pyvenv.cfg").exists():
+            python = await pyenv.find_python((3, 10))
+            await pyenv.create_venv(python, venv, on_line=report.log)
+        requirements = checkout / "requirements.txt"
+        if requirements.exists():
+            await pyenv.pip_install(venv, requirements, on_line=report.log)
+    except BaseException:
+        if first:
+            shutil.rmtree(checkout, ignore_errors=True)
+            shutil.rmtree(venv, ignore_errors=True)
+        raise
 
 
 def _log_line(name: str, line: str) -> dict[str, Any]:
@@ -163,6 +200,8 @@ class LocalRunner:
                 await pyenv.pip_install(venv, requirements, on_line=report.log)
             else:
                 report.log("no requirements.txt")
+            if instance.adapter is not None:
+                await _deploy_adapter(instance, root, report)
             if instance.napcat is not None:
                 await _install_napcat(instance, root, report)
         except BaseException:
@@ -175,6 +214,9 @@ class LocalRunner:
         paths = {**current.paths, "app": str(checkout), "venv": str(venv)}
         if instance.napcat is not None:
             paths["napcat"] = str(root / "napcat")
+        if instance.adapter is not None:
+            paths["adapter"] = str(root / "adapter")
+            paths["adapter_venv"] = str(root / "adapter-venv")
         status = InstanceStatus.RUNNING if self.running(instance) else InstanceStatus.STOPPED
         apps.save(current.model_copy(update={"paths": paths, "status": status}))
         return f"{instance.name}: {commit.sha[:12]} checked out, requirements installed"
@@ -193,15 +235,33 @@ class LocalRunner:
                 f"run `cargobay app deploy {instance.name}` first"
             )
         python = str(pyenv.venv_python_path(venv))
+        plan = [
+            (name, [python if a == "{python}" else a for a in argv], checkout)
+            for name, argv in instance.local_commands.items()
+        ]
+        if instance.adapter is not None:
+            adapter = Path(instance.paths.get("adapter", root / "adapter"))
+            adapter_venv = Path(instance.paths.get("adapter_venv", root / "adapter-venv"))
+            if not _deployed(adapter, adapter_venv):
+                raise AppConflict(
+                    f"app instance {instance.name!r}: the adapter is not deployed yet; "
+                    f"run `cargobay app deploy {instance.name}` first"
+                )
+            adapter_python = str(pyenv.venv_python_path(adapter_venv))
+            argv = [adapter_python if a == "{python}" else a for a in instance.adapter.command]
+            plan.append(("adapter", argv, adapter))
+        if instance.napcat is not None and instance.napcat_command:
+            napcat_dir = root / "napcat"
+            if not napcat_dir.is_dir():
+                raise AppConflict(
+                    f"app instance {instance.name!r}: NapCat is not installed yet; "
+                    f"run `cargobay app deploy {instance.name}` first"
+                )
+            plan.append(("napcat", list(instance.napcat_command), napcat_dir))
         started: list[tuple[str, Any]] = []
         try:
-            for name, argv in instance.local_commands.items():
-                spec = ptyproc.ProcessSpec(
-                    argv=[python if a == "{python}" else a for a in argv],
-                    cwd=checkout,
-                    restart="on-failure",
-                    max_restarts=5,
-                )
+            for name, argv, cwd in plan:
+                spec = ptyproc.ProcessSpec(argv=argv, cwd=cwd, restart="on-failure", max_restarts=5)
                 process = ptyproc.PtyProcess(
                     spec, on_output=functools.partial(self._fan_out, instance.id, name)
                 )
@@ -239,12 +299,22 @@ class LocalRunner:
         ]
 
     async def logs(
-        self, instance: Instance, *, follow: bool = False, tail: int | None = None
+        self,
+        instance: Instance,
+        *,
+        follow: bool = False,
+        tail: int | None = None,
+        names: Sequence[str] = (),
     ) -> AsyncIterator[dict[str, Any]]:
         """The processes' output as lines, ANSI sequences kept (from the PTY history);
         ``follow``: then the new output as it comes, until every process has ended (stopped,
-        or exited with no restart due) or the reader goes away."""
-        processes = list(self._processes.get(instance.id, []))
+        or exited with no restart due) or the reader goes away.  ``names``: only these
+        processes (default: all)."""
+        processes = [
+            (name, p)
+            for name, p in self._processes.get(instance.id, [])
+            if not names or name in names
+        ]
         queue: asyncio.Queue[tuple[str, bytes]] = asyncio.Queue()
         if follow:  # before the history is read: no output falls in between
             self._followers.setdefault(instance.id, set()).add(queue)

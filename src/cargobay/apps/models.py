@@ -32,6 +32,7 @@ __all__ = [
     "InstanceCreate",
     "InstanceStatus",
     "InstanceUpdate",
+    "LocalAdapter",
     "StackConfig",
     "TaskEvent",
     "TaskState",
@@ -150,6 +151,29 @@ class NapCatSource(BaseModel):
         return value
 
 
+class LocalAdapter(BaseModel):
+    """Local mode: MaiBot-Napcat-Adapter, a second repository cloned next to the core
+    (``<instance>/adapter``, its own venv ``<instance>/adapter-venv``), run as process
+    ``adapter``."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    repo_url: str = Field(description="the adapter repository (http(s)/file/ssh/git URL)")
+    branch: str | None = None
+    command: list[str] = Field(
+        default_factory=lambda: ["{python}", "main.py"],
+        min_length=1,
+        description="run in its checkout ({python}: its venv's)",
+    )
+
+    @field_validator("repo_url")
+    @classmethod
+    def _repo_url(cls, value: str) -> str:
+        if not re.match(r"^(https?|file|ssh|git)://\S+$", value):
+            raise ValueError(f"repo_url {value!r} is not an http(s)/file/ssh/git URL")
+        return value
+
+
 class _InstanceFields(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
@@ -166,6 +190,15 @@ class _InstanceFields(BaseModel):
     )
     napcat: NapCatSource | None = Field(
         default=None, description="local mode: a NapCat release to install on deploy"
+    )
+    napcat_command: list[str] | None = Field(
+        default=None,
+        min_length=1,
+        description="local mode: how NapCat is started, in <instance>/napcat (process "
+        "napcat; none: NapCat is not run)",
+    )
+    adapter: LocalAdapter | None = Field(
+        default=None, description="local mode: MaiBot-Napcat-Adapter to clone and run"
     )
 
 
@@ -195,6 +228,15 @@ class InstanceCreate(_InstanceFields):
             raise ValueError(
                 "napcat is only for deploy_mode local (docker uses stack.napcat_image)"
             )
+        local_only = {"napcat_command": self.napcat_command, "adapter": self.adapter}
+        for field, value in local_only.items():
+            if value is not None and self.deploy_mode != DeployMode.LOCAL:
+                raise ValueError(f"{field} is only for deploy_mode local")
+        if self.napcat_command is not None and self.napcat is None:
+            raise ValueError("napcat_command needs napcat (the release to install)")
+        clash = {"adapter", "napcat"} & set(self.local_commands)
+        if clash:
+            raise ValueError(f"local_commands must not name {sorted(clash)}: reserved")
         if self.repo_url is not None and not re.match(
             r"^(https?|file|ssh|git)://\S+$", self.repo_url
         ):

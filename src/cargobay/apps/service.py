@@ -437,7 +437,7 @@ class AppService:
     ) -> AsyncIterator[Event]:
         instance = self.apps.get(name)
         if instance.deploy_mode is DeployMode.LOCAL:
-            return self.local.logs(instance, follow=follow, tail=tail)
+            return self.local.logs(instance, follow=follow, tail=tail, names=services)
         if instance.deploy_mode is DeployMode.WSL2_DOCKER:
             self._require_docker(instance, engine=False)
             lines = await self.wsl.logs(instance, self.directory(instance), tail)
