@@ -74,6 +74,11 @@ async def test_a_failed_redeploy_keeps_the_running_status(
         assert back["status_message"] == events[-1]["message"]
         [proc] = (await client.get("/v1/apps/status2/status")).json()["processes"]
         assert proc["state"] == "running"
+        # the log endpoint filters by process
+        core = await client.get("/v1/apps/status2/logs", params={"service": "core"})
+        assert [json.loads(line)["line"] for line in core.text.splitlines()] == ["hello"]
+        other = await client.get("/v1/apps/status2/logs", params={"service": "adapter"})
+        assert other.text.strip() == ""
         # a deploy that succeeds clears the message and keeps the processes' status
         await client.patch("/v1/apps/status2", json={"branch": "master"})
         async with client.stream("POST", "/v1/apps/status2/deploy", params={"follow": "true"}) as r:
