@@ -20,7 +20,6 @@ pattern; ``since``/``until`` accept Unix times, RFC 3339 times or durations ("10
 
 from __future__ import annotations
 
-import asyncio
 import re
 import struct
 import time
@@ -30,6 +29,7 @@ from datetime import datetime
 from typing import Literal
 
 from cargobay.containers.engine import DockerEngine
+from cargobay.containers.merge import merge
 from cargobay.containers.resources import resolve_containers
 from cargobay.errors import EngineError, InvalidInput
 
@@ -250,40 +250,19 @@ async def follow_logs(
             raise InvalidInput(f"bad search pattern {search!r}: {err}") from err
     since_t = parse_time(since) if since is not None else None
     until_t = parse_time(until) if until is not None else None
-    queue: asyncio.Queue[LogLine | BaseException | None] = asyncio.Queue(maxsize=1024)
 
-    async def pump(container: str) -> None:
-        try:
-            async for line in _container_lines(
-                engine,
-                container,
-                follow=follow,
-                since=since_t,
-                until=until_t,
-                tail=tail,
-                timestamps=timestamps,
-            ):
-                if pattern is None or pattern.search(line.text):
-                    await queue.put(line)
-        except asyncio.CancelledError:
-            raise  # the consumer is gone: put nothing (the queue may be full)
-        except Exception as err:
-            await queue.put(err)
-        else:
-            await queue.put(None)
+    async def lines(container: str) -> AsyncIterator[LogLine]:
+        async for line in _container_lines(
+            engine,
+            container,
+            follow=follow,
+            since=since_t,
+            until=until_t,
+            tail=tail,
+            timestamps=timestamps,
+        ):
+            if pattern is None or pattern.search(line.text):
+                yield line
 
-    tasks = [asyncio.create_task(pump(target)) for target in targets]
-    running = len(tasks)
-    try:
-        while running:
-            item = await queue.get()
-            if item is None:
-                running -= 1
-            elif isinstance(item, BaseException):
-                raise item
-            else:
-                yield item
-    finally:
-        for task in tasks:
-            task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
+    async for line in merge((lines(target) for target in targets), maxsize=1024):
+        yield line

@@ -20,13 +20,13 @@ over the Engine's stream.
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import AsyncIterator
 from typing import Any
 
 from pydantic import BaseModel
 
 from cargobay.containers.engine import DockerEngine
+from cargobay.containers.merge import merge
 
 __all__ = ["ContainerStats", "compute", "stream_stats", "stream_stats_many"]
 
@@ -144,31 +144,6 @@ async def stream_stats_many(
 ) -> AsyncIterator[ContainerStats]:
     """Samples of several containers, merged as they arrive (each container's stream runs
     concurrently; ``samples`` counts per container).  The first error ends it all."""
-    queue: asyncio.Queue[ContainerStats | BaseException | None] = asyncio.Queue(maxsize=256)
-
-    async def pump(container: str) -> None:
-        try:
-            async for sample in stream_stats(engine, container, stream=stream, samples=samples):
-                await queue.put(sample)
-        except asyncio.CancelledError:
-            raise  # the consumer is gone: put nothing (the queue may be full)
-        except Exception as err:
-            await queue.put(err)
-        else:
-            await queue.put(None)
-
-    tasks = [asyncio.create_task(pump(container)) for container in containers]
-    running = len(tasks)
-    try:
-        while running:
-            item = await queue.get()
-            if item is None:
-                running -= 1
-            elif isinstance(item, BaseException):
-                raise item
-            else:
-                yield item
-    finally:
-        for task in tasks:
-            task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
+    sources = (stream_stats(engine, c, stream=stream, samples=samples) for c in containers)
+    async for sample in merge(sources):
+        yield sample
