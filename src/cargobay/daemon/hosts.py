@@ -47,12 +47,8 @@ class HostHealthModel(BaseModel):
 
 def host_registry(request: Request) -> HostRegistry:
     """The app's registry, created (and its saved hosts reconnecting) on first use."""
-    registry: HostRegistry | None = getattr(request.app.state, "hosts", None)
-    if registry is None:
-        state = request.app.state.daemon
-        registry = HostRegistry(state.service.store)
-        registry.start()
-        request.app.state.hosts = registry
+    startup(request.app)
+    registry: HostRegistry = request.app.state.hosts
     return registry
 
 

@@ -94,7 +94,7 @@ class LibvirtProvider:
         console: StreamChannel | None = None
         try:
             console = await StreamChannel.open_console(host, domain)
-            pump = asyncio.get_running_loop().create_task(_pump(console, console_log))
+            pump = asyncio.get_running_loop().create_task(console.copy_to(console_log))
             qmp = RecordingLibvirtQmp(host, domain)
             await qmp._subscribe()
             qmp.attach(traffic, vm.name)
@@ -144,13 +144,6 @@ class LibvirtProvider:
             vm.pump.cancel()
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await vm.pump
-
-
-async def _pump(console: StreamChannel, path: Path) -> None:
-    with path.open("ab") as out:
-        while data := await console.read():
-            out.write(data)
-            out.flush()
 
 
 class RoutingProvider:

@@ -34,7 +34,7 @@ import logging
 import random
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, TypeVar
 
 from cargobay.errors import NotFound, VMControlError
@@ -182,7 +182,6 @@ class _Stats:
     hostname: str | None = None
     libvirt_version: str | None = None
     in_flight: int = 0
-    history: list[tuple[float, HostState]] = field(default_factory=list)
 
 
 class HostConnection:
@@ -268,14 +267,16 @@ class HostConnection:
     def _open_blocking(self, uri: str) -> Any:
         conn = self._libvirt.openAuth(uri, [[], None, None], 0)
         try:
-            if self.settings.keepalive_interval > 0 and not self.info.uri.is_local:
-                conn.setKeepAlive(self.settings.keepalive_interval, self.settings.keepalive_count)
-            elif self.settings.keepalive_interval > 0:
-                # local connections go through the same RPC layer and support it too
-                with contextlib.suppress(self._libvirt.libvirtError):
+            if self.settings.keepalive_interval > 0:
+                try:
                     conn.setKeepAlive(
                         self.settings.keepalive_interval, self.settings.keepalive_count
                     )
+                except self._libvirt.libvirtError:
+                    # local connections go through the same RPC layer and support it too,
+                    # but a dead-peer check is not worth refusing one over
+                    if not self.info.uri.is_local:
+                        raise
             conn.registerCloseCallback(self._closed_from_libvirt, None)
             self._stats.hostname = _try(conn.getHostname)
             version = _try(conn.getLibVersion)
@@ -362,8 +363,6 @@ class HostConnection:
 
     def _state_now(self, state: HostState) -> None:
         self._state = state
-        self._stats.history.append((time.time(), state))
-        del self._stats.history[:-20]
         loop = self._loop
         if loop is not None:
             loop.create_task(self._notify())

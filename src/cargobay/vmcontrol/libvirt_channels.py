@@ -28,7 +28,6 @@ import json
 import re
 import struct
 import zlib
-from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -36,7 +35,7 @@ from typing import Any
 from cargobay.errors import GuestError, GuestTimeout
 from cargobay.vmcontrol.hosts import HostConnection, LibvirtCallError, Subscription
 from cargobay.vmcontrol.qga import QgaCommandError, QgaCommands
-from cargobay.vmcontrol.qmp import QmpCommandError, QmpError
+from cargobay.vmcontrol.qmp import QmpCommandError, QmpCommands, QmpError
 
 __all__ = [
     "LibvirtQga",
@@ -85,7 +84,7 @@ async def lookup_domain(host: HostConnection, name: str) -> Any:
 # --- QMP ------------------------------------------------------------------------------
 
 
-class LibvirtQmp:
+class LibvirtQmp(QmpCommands):
     """QMP of a libvirt domain (see the module docstring)."""
 
     def __init__(self, host: HostConnection, domain: Any, *, timeout: float = 30.0) -> None:
@@ -156,15 +155,6 @@ class LibvirtQmp:
             error = reply["error"]
             raise QmpCommandError(command, str(error.get("class")), str(error.get("desc")))
         return reply.get("return")
-
-    async def query_status(self) -> str:
-        return str((await self.execute("query-status"))["status"])
-
-    async def send_keys(self, keys: Sequence[str], *, hold_time_ms: int | None = None) -> None:
-        args: dict[str, Any] = {"keys": [{"type": "qcode", "data": key} for key in keys]}
-        if hold_time_ms is not None:
-            args["hold-time"] = hold_time_ms
-        await self.execute("send-key", args)
 
     async def screendump(self, path: str | Path, *, device: str | None = None) -> Path:
         """The display as PNG at ``path`` on this machine (via ``virDomainScreenshot``)."""
@@ -348,6 +338,13 @@ class StreamChannel:
                     raise LibvirtCallError(self.host.host_id, f"writing {self.description} failed")
                 view = view[sent:]
 
+    async def copy_to(self, path: Path) -> None:
+        """Append everything read to ``path`` until the stream ends (a console log)."""
+        with path.open("ab") as out:
+            while data := await self.read():
+                out.write(data)
+                out.flush()
+
     async def close(self) -> None:
         if self._closed:
             return
@@ -387,8 +384,7 @@ async def open_virtio_serial(
     domain = await lookup_domain(host, name)
     if not direct:
         return await StreamChannel.open_channel(host, domain, port)
-    uri = host.info.uri
-    if not (uri.is_local or uri.host in ("127.0.0.1", "::1", "localhost")):
+    if not host.info.uri.on_this_machine:
         raise GuestError(
             f"port {port} of {name}: a direct chardev connection needs the domain on this "
             f"machine, but host {host.host_id} is {host.uri}; open it through libvirt instead"

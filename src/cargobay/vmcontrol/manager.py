@@ -113,17 +113,16 @@ class TransportManager:
     async def health(self, *, check: bool = True, retry_failed: bool = True) -> list[HostHealth]:
         """Every host's health; ``check`` makes one round trip to each connected host and
         ``retry_failed`` tries failed hosts once more (concurrently)."""
-
-        async def one(conn: HostConnection) -> HostHealth:
-            if retry_failed and conn.state is HostState.FAILED:
-                with contextlib.suppress(HostUnreachable):
-                    await conn.reconnect_now()
-            if check and conn.state is HostState.CONNECTED:
-                return await conn.check()
-            return conn.health()
-
         conns = [self._hosts[k] for k in sorted(self._hosts)]
-        return list(await asyncio.gather(*(one(c) for c in conns)))
+        return list(
+            await asyncio.gather(
+                *(_health(c, check=check, retry_failed=retry_failed) for c in conns)
+            )
+        )
+
+    async def host_health(self, host_id: str) -> HostHealth:
+        """One host's health, after a retry when it failed and a round trip when connected."""
+        return await _health(self.host(host_id), check=True, retry_failed=True)
 
     def _unknown(self, host_id: str) -> UnknownHost:
         known = ", ".join(sorted(self._hosts)) or "none"
@@ -205,3 +204,12 @@ class TransportManager:
 
     async def __aexit__(self, *exc: object) -> None:
         await self.close()
+
+
+async def _health(conn: HostConnection, *, check: bool, retry_failed: bool) -> HostHealth:
+    if retry_failed and conn.state is HostState.FAILED:
+        with contextlib.suppress(HostUnreachable):
+            await conn.reconnect_now()
+    if check and conn.state is HostState.CONNECTED:
+        return await conn.check()
+    return conn.health()

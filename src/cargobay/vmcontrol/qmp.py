@@ -24,7 +24,7 @@ from qemu.qmp.protocol import Runstate
 
 from cargobay.errors import VMControlError
 
-__all__ = ["QmpCommandError", "QmpConnection", "QmpError"]
+__all__ = ["QmpCommandError", "QmpCommands", "QmpConnection", "QmpError"]
 
 DEFAULT_TIMEOUT = 10.0
 
@@ -47,7 +47,43 @@ class QmpCommandError(QmpError):
         super().__init__(f"QMP {command}: {error_class}: {desc}")
 
 
-class QmpConnection:
+class QmpCommands:
+    """The QMP commands built on one ``execute``: ``QmpConnection`` runs them over
+    QEMU's socket, ``libvirt_channels.LibvirtQmp`` through ``qemuMonitorCommand``."""
+
+    async def execute(
+        self, command: str, arguments: dict[str, Any] | None = None, *, timeout: float | None = None
+    ) -> Any:
+        raise NotImplementedError
+
+    # -- commands the scenarios use ------------------------------------------------------
+
+    async def query_status(self) -> str:
+        result = await self.execute("query-status")
+        return str(result["status"])
+
+    async def stop(self) -> None:
+        await self.execute("stop")
+
+    async def cont(self) -> None:
+        await self.execute("cont")
+
+    async def system_powerdown(self) -> None:
+        await self.execute("system_powerdown")
+
+    async def human(self, command_line: str) -> str:
+        """An HMP command through ``human-monitor-command`` (for what QMP lacks)."""
+        return str(await self.execute("human-monitor-command", {"command-line": command_line}))
+
+    async def send_keys(self, keys: Sequence[str], *, hold_time_ms: int | None = None) -> None:
+        """Press ``keys`` together (QKeyCode names: ``["ctrl", "alt", "delete"]``)."""
+        args: dict[str, Any] = {"keys": [{"type": "qcode", "data": key} for key in keys]}
+        if hold_time_ms is not None:
+            args["hold-time"] = hold_time_ms
+        await self.execute("send-key", args)
+
+
+class QmpConnection(QmpCommands):
     def __init__(self, client: QMPClient, address: str, *, timeout: float) -> None:
         self._client = client
         self.address = address
@@ -106,25 +142,6 @@ class QmpConnection:
         except (QMPError, OSError, EOFError) as err:
             raise QmpError(f"QMP {command} on {self.address} failed: {err}") from err
 
-    # -- commands the scenarios use ------------------------------------------------------
-
-    async def query_status(self) -> str:
-        result = await self.execute("query-status")
-        return str(result["status"])
-
-    async def stop(self) -> None:
-        await self.execute("stop")
-
-    async def cont(self) -> None:
-        await self.execute("cont")
-
-    async def system_powerdown(self) -> None:
-        await self.execute("system_powerdown")
-
-    async def human(self, command_line: str) -> str:
-        """An HMP command through ``human-monitor-command`` (for what QMP lacks)."""
-        return str(await self.execute("human-monitor-command", {"command-line": command_line}))
-
     async def screendump(self, path: str | Path, *, device: str | None = None) -> Path:
         """Save the display as PNG (QEMU >= 7.1 writes PNG itself).  ``path`` must be
         absolute: QEMU resolves a relative one against its own working directory."""
@@ -136,13 +153,6 @@ class QmpConnection:
             args["device"] = device
         await self.execute("screendump", args)
         return target
-
-    async def send_keys(self, keys: Sequence[str], *, hold_time_ms: int | None = None) -> None:
-        """Press ``keys`` together (QKeyCode names: ``["ctrl", "alt", "delete"]``)."""
-        args: dict[str, Any] = {"keys": [{"type": "qcode", "data": key} for key in keys]}
-        if hold_time_ms is not None:
-            args["hold-time"] = hold_time_ms
-        await self.execute("send-key", args)
 
     # -- events --------------------------------------------------------------------------
 

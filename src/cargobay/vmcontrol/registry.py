@@ -19,7 +19,7 @@ from cargobay.errors import Conflict, InvalidInput
 from cargobay.store.sqlite import Store
 from cargobay.vmcontrol.config import HostInfo, TransportConfig, TransportConfigError
 from cargobay.vmcontrol.config import _validated as validated
-from cargobay.vmcontrol.hosts import HostHealth, HostState, HostUnreachable
+from cargobay.vmcontrol.hosts import HostHealth
 from cargobay.vmcontrol.manager import TransportManager
 
 __all__ = ["HostRegistry"]
@@ -87,10 +87,7 @@ class HostRegistry:
 
     async def get(self, host_id: str) -> HostHealth:
         await self._ready()
-        host = self.manager.host(host_id)
-        with contextlib.suppress(HostUnreachable):
-            await host.reconnect_now()
-        return await host.check() if host.state is HostState.CONNECTED else host.health()
+        return await self.manager.host_health(host_id)
 
     async def close(self) -> None:
         if self._started is not None:

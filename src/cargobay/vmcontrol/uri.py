@@ -511,6 +511,12 @@ class LibvirtUri:
         return self.transport is Transport.UNIX
 
     @property
+    def on_this_machine(self) -> bool:
+        """Local, or a network transport to a loopback address: sockets and ports the
+        daemon on that host opens are reachable from here too."""
+        return self.is_local or self.host in ("127.0.0.1", "::1", "localhost")
+
+    @property
     def query(self) -> dict[str, str]:
         """The query parameters as a new dict."""
         return dict(self.params)

@@ -55,13 +55,6 @@ class BootedDomain:
     console: Path
 
 
-async def _pump(channel: StreamChannel, path: Path) -> None:
-    with path.open("wb") as out:
-        while data := await channel.read():
-            out.write(data)
-            out.flush()
-
-
 @pytest_asyncio.fixture(scope="module", loop_scope="module")
 async def vm(
     libvirt_env: LibvirtEnv,
@@ -86,7 +79,7 @@ async def vm(
     pump: asyncio.Task[None] | None = None
     try:
         console = await StreamChannel.open_console(host, domain)
-        pump = asyncio.create_task(_pump(console, console_log))
+        pump = asyncio.create_task(console.copy_to(console_log))
         qmp = await LibvirtQmp.open(host, name)
         qga = await LibvirtQga.open(host, name, timeout=5)
         async with asyncio.timeout(BOOT_TIMEOUT):
