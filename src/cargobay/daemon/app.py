@@ -425,6 +425,11 @@ def create_app(state: DaemonState, *, recover: bool = True) -> FastAPI:
     from cargobay.daemon.apps import router as apps_router
 
     app.include_router(apps_router)
+    from cargobay.daemon.webui.routes import mount_ui
+    from cargobay.daemon.webui.routes import router as webui_router
+
+    app.include_router(webui_router)
+    mount_ui(app)
     _document_errors_as_400(app)
     return app
 

@@ -1,6 +1,6 @@
 """``cargobayd``: the daemon process.  Serves the API on a private Unix socket.
 
-    cargobayd [--log-level info]        (or: python -m cargobay.daemon.server)
+    cargobayd [--log-level info] [--listen-tcp HOST:PORT]   (or: python -m cargobay.daemon.server)
 
 Startup, in order:
 
@@ -12,6 +12,11 @@ Startup, in order:
    runtime directory is 0700), before anything listens on it;
 3. open the store (migrating it), then serve; the app's lifespan re-adopts the machines
    a previous daemon left running.
+
+``--listen-tcp HOST:PORT`` (or ``CARGOBAY_LISTEN_TCP``) also serves the API and the web
+GUI on TCP; every request there needs the token of ``<state>/ui-token`` (made at the first
+start, 0600), see :mod:`cargobay.daemon.webui.auth`.  Port 0 picks a free port
+(``GET /v1/ui`` says which).
 
 SIGTERM/SIGINT or ``POST /v1/daemon/shutdown`` end the daemon (exit status 0, socket and
 pid file removed); VMs keep running and are adopted by the next one.  Logs go to
@@ -35,6 +40,7 @@ from pathlib import Path
 from typing import IO
 
 import uvicorn
+from starlette.types import ASGIApp
 
 from cargobay.daemon.app import DaemonState, create_app
 from cargobay.daemon.images import DaemonImages
@@ -118,7 +124,25 @@ def _note_signal(signum: int, frame: object) -> None:
     log.info("stopped by %s", signal.Signals(signum).name)
 
 
-async def serve(paths: Paths) -> None:
+def _bind_tcp(address: str) -> socket.socket:
+    host, sep, port = address.rpartition(":")
+    host = host.strip("[]")
+    if not sep or not host or not port.isdigit() or int(port) > 65535:
+        raise ValueError(f"bad --listen-tcp {address!r}: use HOST:PORT, like 127.0.0.1:8765")
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind((host, int(port)))
+    except BaseException:
+        sock.close()
+        raise
+    sock.listen(128)
+    sock.setblocking(False)
+    return sock
+
+
+async def serve(paths: Paths, listen_tcp: str | None = None) -> None:
     """Run the daemon until it is asked to stop."""
     from cargobay.machines.service import MachineService
     from cargobay.store import Store
@@ -127,9 +151,11 @@ async def serve(paths: Paths) -> None:
     os.chmod(paths.runtime, 0o700)
     pidfile = _lock_pidfile(paths.daemon_pidfile)
     sock: socket.socket | None = None
+    tcp: socket.socket | None = None
     store: Store | None = None
     try:
         sock = _bind_socket(paths.daemon_socket)
+        tcp = _bind_tcp(listen_tcp) if listen_tcp else None
         store = Store.open(paths.db)
         if store.upgraded_from is not None:
             log.info(
@@ -142,8 +168,21 @@ async def serve(paths: Paths) -> None:
         service = MachineService(paths, store, hypervisor_factory, images, connector)
         state = DaemonState(paths=paths, service=service, images=images)
         app = create_app(state)
+        served: ASGIApp = app
+        if tcp is not None:
+            from cargobay.daemon.webui.auth import TOKEN_FILE, TokenGuard, load_or_create_token
+            from cargobay.daemon.webui.routes import UiAccess
+
+            token_file = paths.state / TOKEN_FILE
+            token = load_or_create_token(token_file)
+            host, port = tcp.getsockname()[:2]
+            address = f"http://{f'[{host}]' if ':' in host else host}:{port}"
+            app.state.ui_access = UiAccess(address, token, token_file)
+            served = TokenGuard(app, token, token_file)
+            log.info("also listening on %s (token in %s); web UI at %s/ui/", address,
+                     token_file, address)  # fmt: skip
         config = uvicorn.Config(
-            app,
+            served,
             log_config=None,
             lifespan="on",
             timeout_graceful_shutdown=5,
@@ -162,10 +201,12 @@ async def serve(paths: Paths) -> None:
         signal.signal(signal.SIGTERM, _note_signal)
         signal.signal(signal.SIGINT, _note_signal)
         log.info("cargobayd %d listening on %s", os.getpid(), paths.daemon_socket)
-        await server.serve(sockets=[sock])
+        await server.serve(sockets=[sock] if tcp is None else [sock, tcp])
         if not server.started:
             raise CargoBayError("cargobayd failed to start; see the log above")
     finally:
+        if tcp is not None:
+            tcp.close()
         if sock is not None:
             sock.close()
             with contextlib.suppress(FileNotFoundError):
@@ -189,11 +230,18 @@ def main(argv: list[str] | None = None) -> int:
         default=os.environ.get("CARGOBAY_LOG_LEVEL", "info"),
         choices=["debug", "info", "warning", "error"],
     )
+    parser.add_argument(
+        "--listen-tcp",
+        metavar="HOST:PORT",
+        default=os.environ.get("CARGOBAY_LISTEN_TCP") or None,
+        help="also serve the API and the web UI on TCP (every request needs the token in "
+        "<state>/ui-token); e.g. 127.0.0.1:8765",
+    )
     args = parser.parse_args(argv)
     paths = Paths.from_env()
     try:
         _configure_logging(paths, args.log_level)
-        asyncio.run(serve(paths))
+        asyncio.run(serve(paths, args.listen_tcp))
     except AlreadyRunning as err:
         print(f"cargobayd: {err}", file=sys.stderr)
         return 1

@@ -1,0 +1,121 @@
+// One app instance: status and containers/processes, deploy (its task's events streamed),
+// start/stop/restart/delete, its compose file, and its recent logs.
+import { useState } from "react";
+import { api, AppInstance, seg, streamEvents } from "../api";
+import { Badge, ErrorBox, usePoll } from "../components";
+
+interface Status {
+  instance: AppInstance;
+  containers: { name: string; service: string; state: string; status: string; image: string }[];
+  processes: { name?: string; state?: string; pid?: number }[];
+}
+
+export function AppPage({ name }: { name: string }) {
+  const url = `/v1/apps/${seg(name)}`;
+  const [status, error, reload] = usePoll(() => api<Status>("GET", `${url}/status`), 3000);
+  const [busy, setBusy] = useState<string | null>(null);
+  const [actionError, setActionError] = useState<string | null>(null);
+  const [output, setOutput] = useState("");
+
+  async function act(label: string, work: () => Promise<unknown>) {
+    setBusy(label);
+    setActionError(null);
+    try {
+      await work();
+    } catch (err) {
+      setActionError(err instanceof Error ? err.message : String(err));
+    } finally {
+      setBusy(null);
+      reload();
+    }
+  }
+  const deploy = () => {
+    setOutput("");
+    return streamEvents("POST", `${url}/deploy?follow=true`, undefined, (e) => {
+      const text = e.type === "task" ? "deployment started" : `${e.step ?? ""} ${e.message ?? ""}`;
+      setOutput((o) => o + text.trim() + "\n");
+    });
+  };
+  const logs = () => {
+    setOutput("");
+    return streamEvents("GET", `${url}/logs?tail=200`, undefined, (e) =>
+      setOutput((o) => o + `${e.service ?? e.container ?? ""} | ${e.line ?? ""}\n`),
+    );
+  };
+  const remove = async () => {
+    if (!window.confirm(`Delete app instance ${name} and its data?`)) return;
+    await api("DELETE", url);
+    window.location.hash = "#/";
+  };
+
+  if (error && !status) return <ErrorBox error={error} />;
+  if (!status) return <p className="muted">Loading…</p>;
+  const inst = status.instance;
+  return (
+    <div className="page">
+      <h2>
+        {inst.name} <Badge state={inst.status} />
+        {busy && <span className="muted small"> {busy}…</span>}
+      </h2>
+      {inst.status_message && <p className="bad">{inst.status_message}</p>}
+      <div className="actions">
+        <button disabled={!!busy} onClick={() => act("deploying", deploy)}>
+          Deploy
+        </button>
+        {(["start", "stop", "restart"] as const).map((verb) => (
+          <button key={verb} disabled={!!busy} onClick={() => act(verb, () => api("POST", `${url}/${verb}`))}>
+            {verb[0].toUpperCase() + verb.slice(1)}
+          </button>
+        ))}
+        <button disabled={!!busy} onClick={() => act("reading logs", logs)}>
+          Logs
+        </button>
+        <button className="danger" disabled={!!busy} onClick={() => act("deleting", remove)}>
+          Delete
+        </button>
+      </div>
+      <ErrorBox error={actionError} />
+      <dl className="facts">
+        <dt>Mode</dt>
+        <dd>{inst.deploy_mode}</dd>
+        <dt>Version</dt>
+        <dd>{inst.version}</dd>
+        <dt>Description</dt>
+        <dd>{inst.description || "–"}</dd>
+        <dt>Compose file</dt>
+        <dd>
+          {inst.docker_compose_path ? (
+            <a href={`#/compose?path=${seg(inst.docker_compose_path)}`}>{inst.docker_compose_path}</a>
+          ) : (
+            "– (made by the first deploy)"
+          )}
+        </dd>
+      </dl>
+      {status.containers.length > 0 && (
+        <table>
+          <thead>
+            <tr>
+              <th>Service</th>
+              <th>Container</th>
+              <th>State</th>
+              <th>Image</th>
+            </tr>
+          </thead>
+          <tbody>
+            {status.containers.map((c) => (
+              <tr key={c.name}>
+                <td>{c.service}</td>
+                <td>{c.name}</td>
+                <td>
+                  <Badge state={c.state} /> {c.status}
+                </td>
+                <td>{c.image}</td>
+              </tr>
+            ))}
+          </tbody>
+        </table>
+      )}
+      {output && <pre className="terminal">{output}</pre>}
+    </div>
+  );
+}
