@@ -368,3 +368,44 @@ class AppDeployError(AppError):
 ERROR_TYPES.update(
     {cls.code: cls for cls in (AppNotFound, AppConflict, AppInputError, AppDeployError)}
 )
+
+
+# --- guest files and sandboxes ----------------------------------------------------------
+#
+#   FileTooLarge (413)                a guest file read or written through the API is over
+#                                     the size limit of one request (also InvalidInput)
+#   SandboxError                      the sandbox SDK (cargobay.sdk.sandbox)
+#   ├── TemplateNotFound (404)        a template names no built image (also NotFound)
+#   └── CommandExitError              commands.run(check=True) and a non-zero exit
+
+
+class FileTooLarge(InvalidInput):
+    code = "file_too_large"
+    status = 413
+
+
+class SandboxError(CargoBayError):
+    code = "sandbox_error"
+    status = 500
+
+
+class TemplateNotFound(SandboxError, NotFound):
+    code = "template_not_found"
+    status = 404
+
+
+class CommandExitError(SandboxError):
+    """A command run with ``check=True`` ended with a non-zero exit code; ``result`` is
+    its ``CommandResult`` (output included)."""
+
+    code = "command_exit_error"
+    status = 500
+
+    def __init__(self, message: str, result: object = None) -> None:
+        super().__init__(message)
+        self.result = result
+
+
+ERROR_TYPES.update(
+    {cls.code: cls for cls in (FileTooLarge, SandboxError, TemplateNotFound, CommandExitError)}
+)

@@ -412,6 +412,9 @@ def create_app(state: DaemonState, *, recover: bool = True) -> FastAPI:
             background=BackgroundTask(state.request_shutdown),
         )
 
+    from cargobay.daemon.machine_files import router as files_router
+
+    app.include_router(files_router)
     from cargobay.daemon.containers import router as engine_router
 
     app.include_router(engine_router)
@@ -425,11 +428,6 @@ def create_app(state: DaemonState, *, recover: bool = True) -> FastAPI:
     from cargobay.daemon.apps import router as apps_router
 
     app.include_router(apps_router)
-    from cargobay.daemon.webui.routes import mount_ui
-    from cargobay.daemon.webui.routes import router as webui_router
-
-    app.include_router(webui_router)
-    mount_ui(app)
     _document_errors_as_400(app)
     return app
 

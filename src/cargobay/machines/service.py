@@ -49,6 +49,7 @@ from cargobay.errors import (
 )
 from cargobay.hypervisors.base import Hypervisor, VMHandle, VMSpec, VMStatus
 from cargobay.images.manifest import ImageManifest
+from cargobay.machines import guest_files
 from cargobay.machines.agent import (
     AgentClientLike,
     AgentConnector,
@@ -59,6 +60,7 @@ from cargobay.machines.agent import (
     exec_events,
 )
 from cargobay.machines.files import create_data_disk, read_log, tail_lines
+from cargobay.machines.guest_files import MAX_FILE_BYTES, FileEntry
 from cargobay.machines.models import (
     RuntimeInfo,
     VMInstance,
@@ -599,6 +601,12 @@ class MachineService:
         started, output chunks, exit.  Errors before the command runs raise here."""
         if not request.argv or not all(isinstance(a, str) for a in request.argv):
             raise InvalidInput("exec needs a command: argv must be a non-empty list of strings")
+        vm = self._running(name)
+        agent = await self._agent(vm, _require_handle(vm))
+        return self._exec_events(vm, agent, request)
+
+    def _running(self, name: str) -> VMInstance:
+        """The machine, if it is running (``Conflict`` naming the way out if not)."""
         vm = self.store.get_machine(name)
         if vm.state.kind is VMStateKind.PAUSED:
             raise Conflict(
@@ -608,8 +616,7 @@ class MachineService:
             raise Conflict(
                 f"machine {name!r} is {vm.state}; start it with `cargobay vm start {name}`"
             )
-        agent = await self._agent(vm, _require_handle(vm))
-        return self._exec_events(vm, agent, request)
+        return vm
 
     async def _exec_events(
         self, vm: VMInstance, agent: AgentClientLike, request: ExecRequest
@@ -637,6 +644,38 @@ class MachineService:
 
         async for text in read_log(self.console_log(vm), tail, follow, still_running):
             yield text
+
+    # -- files in the guest (rules and error translation: guest_files) -------------------
+
+    @contextlib.asynccontextmanager
+    async def _guest(self, name: str) -> AsyncIterator[AgentClientLike]:
+        """The agent of running machine ``name``; dropped if a call finds it broken."""
+        vm = self._running(name)
+        agent = await self._agent(vm, _require_handle(vm))
+        try:
+            yield agent
+        except GuestError:
+            if agent.closed:
+                await self._agents.drop(vm.id, agent)
+            raise
+
+    async def read_file(self, name: str, path: str, max_bytes: int = MAX_FILE_BYTES) -> bytes:
+        guest_files.check_guest_path(path)
+        async with self._guest(name) as agent:
+            return await guest_files.read_file(agent, name, path, max_bytes)
+
+    async def write_file(
+        self, name: str, path: str, data: bytes, *, mode: int | None = None, mkdirs: bool = False
+    ) -> int:
+        guest_files.check_guest_path(path)
+        guest_files.check_mode(mode)
+        async with self._guest(name) as agent:
+            return await guest_files.write_file(agent, name, path, data, mode=mode, mkdirs=mkdirs)
+
+    async def list_files(self, name: str, path: str) -> list[FileEntry]:
+        guest_files.check_guest_path(path)
+        async with self._guest(name) as agent:
+            return await guest_files.list_dir(agent, name, path)
 
     # -- agent connections and the process monitor ------------------------------------
 

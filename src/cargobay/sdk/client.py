@@ -34,6 +34,8 @@ __all__ = ["AsyncCargoBayClient", "CargoBayClient", "ExecResult", "raise_for_eve
 
 DEFAULT_TIMEOUT = 30.0
 """Seconds for an ordinary request; boots and stops get their own timeout plus this."""
+FILE_TIMEOUT = 120.0
+"""Seconds for a file transfer (up to 64 MiB through the guest agent)."""
 NOT_RUNNING = "cargobayd is not running; start it with `cargobay daemon start`"
 
 
@@ -60,6 +62,10 @@ class _Call:
     params: dict[str, Any] | None = None
     timeout: float | None = DEFAULT_TIMEOUT
     """Read timeout; None waits forever (streams)."""
+    content: bytes | None = None
+    """A raw request body (instead of ``json``)."""
+    raw: bool = False
+    """Answer the response body as bytes rather than decoded JSON."""
 
 
 def _error_from(response: httpx.Response, body: bytes) -> CargoBayError:
@@ -207,6 +213,23 @@ class _Requests:
         return _Call("GET", f"/v1/machines/{_seg(name)}/logs", params=params, timeout=None)
 
     @staticmethod
+    def read_file(name: str, path: str) -> _Call:
+        url = f"/v1/machines/{_seg(name)}/files"
+        return _Call("GET", url, params={"path": path}, timeout=FILE_TIMEOUT, raw=True)
+
+    @staticmethod
+    def write_file(name: str, path: str, data: bytes, mode: int | None, mkdirs: bool) -> _Call:
+        params: dict[str, Any] = {"path": path, "mkdirs": "true" if mkdirs else "false"}
+        if mode is not None:
+            params["mode"] = mode
+        url = f"/v1/machines/{_seg(name)}/files"
+        return _Call("PUT", url, params=params, content=data, timeout=FILE_TIMEOUT)
+
+    @staticmethod
+    def list_files(name: str, path: str) -> _Call:
+        return _Call("GET", f"/v1/machines/{_seg(name)}/files/list", params={"path": path})
+
+    @staticmethod
     def list_images() -> _Call:
         return _Call("GET", "/v1/images")
 
@@ -286,12 +309,19 @@ class CargoBayClient:
     def _request(self, call: _Call) -> Any:
         try:
             response = self._http.request(
-                call.method, call.url, json=call.json, params=call.params, timeout=_timeout(call)
+                call.method,
+                call.url,
+                json=call.json,
+                params=call.params,
+                content=call.content,
+                timeout=_timeout(call),
             )
         except httpx.TransportError as err:
             raise _transport_error(err) from err
         if response.status_code >= 400:
             raise _error_from(response, response.content)
+        if call.raw:
+            return response.content
         if response.status_code == 204 or not response.content:
             return None
         return response.json()
@@ -429,6 +459,31 @@ class CargoBayClient:
         if rest := decoder.decode(b"", final=True):
             yield rest
 
+    def read_file(self, name: str, path: str) -> bytes:
+        """The contents of ``path`` (absolute) in running machine ``name`` (64 MiB at most)."""
+        result: bytes = self._request(_Requests.read_file(name, path))
+        return result
+
+    def write_file(
+        self,
+        name: str,
+        path: str,
+        data: bytes,
+        *,
+        mode: int | None = None,
+        mkdirs: bool = False,
+    ) -> dict[str, Any]:
+        """Create or replace ``path`` atomically; ``{"path", "written"}``."""
+        result: dict[str, Any] = self._request(
+            _Requests.write_file(name, path, bytes(data), mode, mkdirs)
+        )
+        return result
+
+    def list_files(self, name: str, path: str) -> list[dict[str, Any]]:
+        """The entries of directory ``path``: name, path, type, size, mode, mtime ..."""
+        result: list[dict[str, Any]] = self._request(_Requests.list_files(name, path))
+        return result
+
     def list_images(self) -> list[dict[str, Any]]:
         result: list[dict[str, Any]] = self._request(_Requests.list_images())
         return result
@@ -479,12 +534,19 @@ class AsyncCargoBayClient:
     async def _request(self, call: _Call) -> Any:
         try:
             response = await self._http.request(
-                call.method, call.url, json=call.json, params=call.params, timeout=_timeout(call)
+                call.method,
+                call.url,
+                json=call.json,
+                params=call.params,
+                content=call.content,
+                timeout=_timeout(call),
             )
         except httpx.TransportError as err:
             raise _transport_error(err) from err
         if response.status_code >= 400:
             raise _error_from(response, response.content)
+        if call.raw:
+            return response.content
         if response.status_code == 204 or not response.content:
             return None
         return response.json()
@@ -608,6 +670,28 @@ class AsyncCargoBayClient:
                 yield text
         if rest := decoder.decode(b"", final=True):
             yield rest
+
+    async def read_file(self, name: str, path: str) -> bytes:
+        result: bytes = await self._request(_Requests.read_file(name, path))
+        return result
+
+    async def write_file(
+        self,
+        name: str,
+        path: str,
+        data: bytes,
+        *,
+        mode: int | None = None,
+        mkdirs: bool = False,
+    ) -> dict[str, Any]:
+        result: dict[str, Any] = await self._request(
+            _Requests.write_file(name, path, bytes(data), mode, mkdirs)
+        )
+        return result
+
+    async def list_files(self, name: str, path: str) -> list[dict[str, Any]]:
+        result: list[dict[str, Any]] = await self._request(_Requests.list_files(name, path))
+        return result
 
     async def list_images(self) -> list[dict[str, Any]]:
         result: list[dict[str, Any]] = await self._request(_Requests.list_images())
