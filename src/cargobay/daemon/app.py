@@ -382,7 +382,7 @@ def create_app(state: DaemonState, *, recover: bool = True) -> FastAPI:
     )
     async def build_image(body: BuildImageRequest | None = None) -> StreamingResponse:
         body = body or BuildImageRequest()
-        return await _prefetched(state.images.build_image(body.name, body.force))
+        return await _prefetched(state.images.build_image(body.name, body.force, body.kernel))
 
     @app.delete("/v1/images/{name}", status_code=204, tags=["images"])
     async def delete_image(name: str) -> Response:
@@ -428,6 +428,11 @@ def create_app(state: DaemonState, *, recover: bool = True) -> FastAPI:
     from cargobay.daemon.apps import router as apps_router
 
     app.include_router(apps_router)
+    from cargobay.daemon.webui.routes import mount_ui
+    from cargobay.daemon.webui.routes import router as webui_router
+
+    app.include_router(webui_router)
+    mount_ui(app)
     _document_errors_as_400(app)
     return app
 
