@@ -382,7 +382,7 @@ def create_app(state: DaemonState, *, recover: bool = True) -> FastAPI:
     )
     async def build_image(body: BuildImageRequest | None = None) -> StreamingResponse:
         body = body or BuildImageRequest()
-        return await _prefetched(state.images.build_image(body.name, body.force, body.kernel))
+        return await _prefetched(state.images.build_image(body.name, body.force))
 
     @app.delete("/v1/images/{name}", status_code=204, tags=["images"])
     async def delete_image(name: str) -> Response:
