@@ -21,9 +21,13 @@ apt_test+=(docker.io docker-registry busybox-static)  # containers: real dockerd
 apt_test+=(libvirt-daemon-system libvirt-clients libvirt-dev pkg-config openssh-server)
 apt_test+=(docker-compose)  # the compose engine is tested both ways against docker-compose 1.29.2
 apt_test+=(nginx-light)  # apps downloads: a real HTTP server with Range support on loopback
+apt_test+=(chromium)  # the web GUI's end-to-end tests (Playwright drives Debian's Chromium)
 
 want=("${apt_main[@]}")
 [ "$purpose" = test ] && want+=("${apt_test[@]}")
+# the web GUI is built with npm (Debian 12: nodejs 18); a nodejs that ships its own npm
+# (NodeSource) must not get Debian's npm package on top
+command -v npm >/dev/null 2>&1 || want+=(nodejs npm)
 
 missing=()
 for pkg in "${want[@]}"; do
@@ -50,4 +54,20 @@ if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$sum" ]; then
     .venv/bin/python -m pip install -q --upgrade pip >&2
     .venv/bin/python -m pip install -q -e '.[dev]' >&2
     echo "$sum" > "$stamp"
+fi
+
+# The web GUI (web/, React + Vite) builds into src/cargobay/daemon/webui/dist, which the
+# daemon serves at /ui/.  Only when the build is missing or older than its sources.
+webui_index=src/cargobay/daemon/webui/dist/index.html
+if [ ! -f "$webui_index" ] || [ -n "$(find web/src web/index.html web/package.json \
+        web/package-lock.json web/vite.config.ts web/tsconfig.json -newer "$webui_index" \
+        -print -quit)" ]; then
+    echo "setup: building the web UI (npm ci && npm run build in web/)" >&2
+    (
+        cd web
+        if [ ! -f node_modules/.package-lock.json ] || [ package-lock.json -nt node_modules/.package-lock.json ]; then
+            npm ci --no-audit --no-fund --loglevel=error >&2
+        fi
+        npm run build --silent >&2
+    ) || { [ "$purpose" = test ] && exit 1; echo "setup: the web UI was not built (see above)" >&2; }
 fi

@@ -409,3 +409,32 @@ class CommandExitError(SandboxError):
 ERROR_TYPES.update(
     {cls.code: cls for cls in (FileTooLarge, SandboxError, TemplateNotFound, CommandExitError)}
 )
+
+
+# --- Docker-compatible socket (cargobay.dockersock) --------------------------------------
+#
+#   DockerSocketError (502)           forwarding a Docker socket failed
+#   ├── DockerSocketInUse (409)       the socket path is taken: a live socket, another file,
+#   │                                 or a forwarder of this daemon (also Conflict)
+#   └── NoDockerEngine (404)          the machine runs no Docker engine: not the docker
+#                                     image, or dockerd is not up (also NotFound)
+
+
+class DockerSocketError(CargoBayError):
+    code = "docker_socket_error"
+    status = 502
+
+
+class DockerSocketInUse(DockerSocketError, Conflict):
+    code = "docker_socket_in_use"
+    status = 409
+
+
+class NoDockerEngine(DockerSocketError, NotFound):
+    code = "no_docker_engine"
+    status = 404
+
+
+ERROR_TYPES.update(
+    {cls.code: cls for cls in (DockerSocketError, DockerSocketInUse, NoDockerEngine)}
+)

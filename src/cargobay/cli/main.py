@@ -30,6 +30,7 @@ from cargobay.cli import hosts as host_verbs
 from cargobay.cli import machines as verbs
 from cargobay.cli import mcp as mcp_verbs
 from cargobay.cli import scenarios as scenario_verbs
+from cargobay.cli import ui as ui_verbs
 from cargobay.cli.app import EXIT_CODES_HELP, EXIT_DAEMON, new_app
 from cargobay.cli.inputs import command_text, format_mib, parse_env
 from cargobay.cli.output import (
@@ -72,6 +73,7 @@ app.add_typer(scenario_verbs.app, name="test")
 app.add_typer(container_verbs.app)  # engine, images, containers (top-level groups)
 app.add_typer(compose_verbs.app, name="compose")
 app.add_typer(app_verbs.app, name="app")
+app.command("ui")(ui_verbs.ui)
 app.command("mcp")(mcp_verbs.mcp)
 verbs.register(vm_app, aiva=False)
 

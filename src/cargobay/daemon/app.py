@@ -428,6 +428,9 @@ def create_app(state: DaemonState, *, recover: bool = True) -> FastAPI:
     from cargobay.daemon.apps import router as apps_router
 
     app.include_router(apps_router)
+    from cargobay.daemon.docker_sockets import router as docker_sockets_router
+
+    app.include_router(docker_sockets_router)
     from cargobay.daemon.webui.routes import mount_ui
     from cargobay.daemon.webui.routes import router as webui_router
 

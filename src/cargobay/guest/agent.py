@@ -48,9 +48,11 @@ from cargobay.guest.protocol import (
     Request,
     RequestError,
     ShutdownRequest,
+    UnixConnectRequest,
     error_from_oserror,
     parse_request,
 )
+from cargobay.guest.splice import SocketEnd, StreamEnd, splice
 from virga.connection import listen
 from virga.connection.base import Connection, Listener
 from virga.errors import VirgaError
@@ -63,6 +65,8 @@ log = logging.getLogger("cargobay.agent")
 VIRTIO_PORTS: Final = "/sys/class/virtio-ports"
 REQUEST_TIMEOUT: Final = 60.0
 """Seconds a host may take to send a stream's REQUEST frame after opening it."""
+UNIX_CONNECT_TIMEOUT: Final = 10.0
+"""Seconds ``unix.connect`` may take to connect to the guest's socket."""
 SHUTDOWN_TEARDOWN: Final = 1.0
 """Seconds ``shutdown`` waits for the host to take its answer, and then for sessions."""
 _RB_AUTOBOOT: Final = 0x01234567
@@ -279,6 +283,8 @@ class Agent:
             await self._info(stream, req)
         elif isinstance(req, ShutdownRequest):
             await self._shutdown(stream, req)
+        elif isinstance(req, UnixConnectRequest):
+            await unix_connect(stream, req)
 
     async def _info(self, stream: Stream, req: InfoRequest) -> None:
         uname = os.uname()
@@ -308,6 +314,29 @@ class Agent:
         finally:
             # Even when the host's leaving cancels this request (its session ended).
             self._stop.set()
+
+
+async def unix_connect(stream: Stream, req: UnixConnectRequest) -> None:
+    """Connect to the guest's Unix socket ``req.path``, answer, then splice the stream
+    and the socket until both directions ended (or either side broke)."""
+    try:
+        async with asyncio.timeout(UNIX_CONNECT_TIMEOUT):
+            reader, writer = await asyncio.open_unix_connection(req.path)
+    except TimeoutError as err:
+        raise RequestError(
+            "io", f"connecting to {req.path}: no answer within {UNIX_CONNECT_TIMEOUT}s"
+        ) from err
+    except OSError as err:
+        raise error_from_oserror(err, f"connecting to {req.path}") from err
+    end = SocketEnd(reader, writer)
+    try:
+        await write_frame(stream, Kind.RESULT, b"{}")
+    except BaseException:
+        await end.abort()
+        raise
+    result = await splice(StreamEnd(stream), end)
+    if result.error is not None:
+        log.debug("unix.connect %s ended: %s", req.path, result.error)
 
 
 def _reap_all() -> bool:

@@ -47,6 +47,7 @@ from cargobay.guest.protocol import (
     Request,
     RequestError,
     ShutdownRequest,
+    UnixConnectRequest,
     decode_json,
     encode_request,
 )
@@ -748,6 +749,26 @@ class AgentClient:
     async def list_dir(self, path: str, *, timeout: float | None = CALL_TIMEOUT) -> list[FileStat]:
         result = await self._call(FileListRequest(path=path), f"listing {path}", timeout)
         return [FileStat.from_json(e) for e in result.get("entries", [])]
+
+    async def connect_unix(self, path: str, *, timeout: float | None = CALL_TIMEOUT) -> Stream:
+        """A yamux stream connected to the Unix socket ``path`` in the guest: what is
+        written to it reaches the socket, what the socket sends is read from it, and a
+        ``close()`` is a half-close (``cargobay.guest.splice`` moves bytes over it).
+
+        ``AgentError`` with the agent's kind when the guest cannot connect ("not_found":
+        no such socket), or kind "protocol" from an agent older than 0.2.0."""
+        what = f"connecting to {path} in the guest"
+        with _translate(what):
+            async with asyncio.timeout(timeout):
+                stream = await self._open(UnixConnectRequest(path=path))
+                complete = False
+                try:
+                    _final(await read_frame(stream), what)
+                    complete = True
+                    return stream
+                finally:
+                    if not complete:
+                        await _release(stream, False)
 
     async def shutdown(self, *, reboot: bool = False, timeout: float | None = CALL_TIMEOUT) -> None:
         """Ask the guest to power off (or reboot); the client is closed afterwards."""

@@ -74,6 +74,12 @@ Operations (the REQUEST's "op")
                   file and renamed, so a failed write leaves the old file intact.
     file.stat     {"path"} -> RESULT STAT
     file.list     {"path"} -> RESULT {"entries": [STAT]}
+    unix.connect  {"path"} -> RESULT {} once the agent is connected to the Unix stream
+                  socket at path in the guest; from then on the stream carries raw bytes
+                  both ways (no more frames), and a FIN on either side is passed on as a
+                  half-close (shutdown(SHUT_WR)) of the other.  A failed connect is an
+                  ERROR (not_found: no such socket; io: connection refused ...).  The
+                  Docker socket forwarder reaches the guest's /run/docker.sock this way.
     shutdown      {"reboot": bool} -> RESULT {}; then the agent waits (up to a second)
                   for the host to close the stream, and powers the guest off (reboot(2)
                   as PID 1; an agent that is not PID 1 just exits)
@@ -136,6 +142,7 @@ __all__ = [
     "Request",
     "RequestError",
     "ShutdownRequest",
+    "UnixConnectRequest",
     "decode_header",
     "decode_json",
     "encode_frame",
@@ -148,7 +155,8 @@ __all__ = [
 ]
 
 PROTOCOL_VERSION: Final = 1
-AGENT_VERSION: Final = "0.1.0"
+AGENT_VERSION: Final = "0.2.0"
+"""0.2.0: the unix.connect operation (an older agent answers it "unknown operation")."""
 AGENT_PORT_NAME: Final = "cargobay.agent"
 QGA_PORT_NAME: Final = "org.qemu.guest_agent.0"
 SYNC_REQUEST: Final = b"CARGOBAY-SYNC"
@@ -344,6 +352,12 @@ class ShutdownRequest:
     op: ClassVar[str] = "shutdown"
 
 
+@dataclass(frozen=True, slots=True)
+class UnixConnectRequest:
+    path: str
+    op: ClassVar[str] = "unix.connect"
+
+
 Request = (
     InfoRequest
     | ExecRequest
@@ -352,6 +366,7 @@ Request = (
     | FileStatRequest
     | FileListRequest
     | ShutdownRequest
+    | UnixConnectRequest
 )
 
 
@@ -488,4 +503,9 @@ def parse_request(payload: bytes) -> Request:
         return FileListRequest(path=_get_path(obj))
     if op == "shutdown":
         return ShutdownRequest(reboot=_get_bool(obj, "reboot"))
+    if op == "unix.connect":
+        path = _get_path(obj)
+        if len(path.encode()) > 107:
+            raise _bad(f"'path' is too long for a Unix socket address: {path!r}")
+        return UnixConnectRequest(path=path)
     raise RequestError("protocol", f"unknown operation {op!r}")

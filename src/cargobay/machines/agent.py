@@ -83,6 +83,10 @@ class AgentClientLike(Protocol):
 
     async def shutdown(self) -> None: ...
 
+    async def connect_unix(self, path: str) -> Any:
+        """A stream connected to the guest's Unix socket ``path``."""
+        ...
+
     async def close(self) -> None: ...
 
 

@@ -677,6 +677,13 @@ class MachineService:
         async with self._guest(name) as agent:
             return await guest_files.list_dir(agent, name, path)
 
+    async def open_guest_socket(self, name: str, path: str) -> object:
+        """A byte stream (a yamux ``Stream``) to the Unix socket ``path`` in running
+        machine ``name``: the agent's ``unix.connect``, used by the Docker socket
+        forwarder (``cargobay.dockersock``) once per client connection."""
+        async with self._guest(name) as agent:
+            return await agent.connect_unix(path)
+
     # -- agent connections and the process monitor ------------------------------------
 
     async def _agent(self, vm: VMInstance, handle: VMHandle) -> AgentClientLike:
