@@ -12,7 +12,9 @@ interface Status {
 
 export function AppPage({ name }: { name: string }) {
   const url = `/v1/apps/${seg(name)}`;
-  const [status, error, reload] = usePoll(() => api<Status>("GET", `${url}/status`), 3000);
+  const [inst, error, reload] = usePoll(() => api<AppInstance>("GET", url), 3000);
+  // the containers/processes need the engine; the page works without them
+  const [status, statusError] = usePoll(() => api<Status>("GET", `${url}/status`), 5000);
   const [busy, setBusy] = useState<string | null>(null);
   const [actionError, setActionError] = useState<string | null>(null);
   const [output, setOutput] = useState("");
@@ -48,9 +50,8 @@ export function AppPage({ name }: { name: string }) {
     window.location.hash = "#/";
   };
 
-  if (error && !status) return <ErrorBox error={error} />;
-  if (!status) return <p className="muted">Loading…</p>;
-  const inst = status.instance;
+  if (error && !inst) return <ErrorBox error={error} />;
+  if (!inst) return <p className="muted">Loading…</p>;
   return (
     <div className="page">
       <h2>
@@ -91,7 +92,8 @@ export function AppPage({ name }: { name: string }) {
           )}
         </dd>
       </dl>
-      {status.containers.length > 0 && (
+      {statusError && <p className="muted">Containers: {statusError}</p>}
+      {status && status.containers.length > 0 && (
         <table>
           <thead>
             <tr>

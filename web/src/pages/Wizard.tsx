@@ -83,16 +83,16 @@ export function validate(step: number, f: Form): Errors {
     }
   } else if (step === 3) {
     const used = new Map<string, string>();
-    const ports: [keyof Form, string, boolean][] = [
-      ["webuiPort", f.webuiPort, true],
-      ["napcatPort", f.napcatPort, true],
-      ["sqliteWebPort", f.sqliteWebPort, f.sqliteWeb],
+    const ports: [keyof Form, string, string, boolean][] = [
+      ["webuiPort", "the WebUI", f.webuiPort, true],
+      ["napcatPort", "the NapCat WebUI", f.napcatPort, true],
+      ["sqliteWebPort", "sqlite-web", f.sqliteWebPort, f.sqliteWeb],
     ];
-    for (const [key, value, on] of ports) {
+    for (const [key, label, value, on] of ports) {
       if (!on) continue;
       if (!port(value)) e[key] = "a port from 1 to 65535";
       else if (used.has(value)) e[key] = `also used by ${used.get(value)}`;
-      else used.set(value, key);
+      else used.set(value, label);
     }
     const ip = IPV4_RE.exec(f.bindAddress);
     if (!(ip && ip.slice(1).every((n) => Number(n) <= 255)) && !f.bindAddress.includes(":"))
