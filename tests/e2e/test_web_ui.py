@@ -4,7 +4,7 @@ own browser downloads are not used).
 
 One daemon per module (``gui``), started as ``cargobayd --listen-tcp 127.0.0.1:0`` in a
 short CARGOBAY_HOME sharing the test image store; its address and token come from
-``GET /v1/ui`` over the Unix socket.  Tests run in file order: the token checks, then one
+``GET /v1/daemon/ui`` over the Unix socket.  Tests run in file order: the token checks, then one
 sandbox's life through the GUI (create, see it running, run a command, read its logs,
 stop, delete), then the app wizard (every step's validation, then a real docker-mode
 instance: creating one only writes its record), then the compose editor on a file in
@@ -93,7 +93,7 @@ def gui(
             assert proc.poll() is None, f"cargobayd exited with {proc.returncode}"
             assert time.monotonic() < deadline, "cargobayd did not answer within 30 s"
             with contextlib.suppress(httpx.TransportError):
-                access = unix.get("/v1/ui").json()
+                access = unix.get("/v1/daemon/ui").json()
             time.sleep(0.1)
         assert access["tcp"], access
         token = (home / "state" / "ui-token").read_text().strip()
@@ -373,6 +373,6 @@ def test_settings_page_shows_what_the_daemon_knows(gui: Gui, page: Any) -> None:
     page.goto(f"{gui.tcp}/ui/#/settings")
     page.wait_for_selector("text=Docker connection")
     page.wait_for_selector("text=The daemon's own defaults")
-    settings = gui.api("GET", "/v1/ui/settings").json()
+    settings = gui.api("GET", "/v1/daemon/settings").json()
     assert settings["containers_file"] in page.inner_text("body")
     shot(gui, page, "30-settings")

@@ -16,7 +16,7 @@ Startup, in order:
 ``--listen-tcp HOST:PORT`` (or ``CARGOBAY_LISTEN_TCP``) also serves the API and the web
 GUI on TCP; every request there needs the token of ``<state>/ui-token`` (made at the first
 start, 0600), see :mod:`cargobay.daemon.webui.auth`.  Port 0 picks a free port
-(``GET /v1/ui`` says which).
+(``GET /v1/daemon/ui`` says which).
 
 SIGTERM/SIGINT or ``POST /v1/daemon/shutdown`` end the daemon (exit status 0, socket and
 pid file removed); VMs keep running and are adopted by the next one.  Logs go to

@@ -19,11 +19,11 @@ __all__ = ["AsyncWebUIClient", "WebUIClient"]
 class _Calls:
     @staticmethod
     def access() -> _Call:
-        return _Call("GET", "/v1/ui")
+        return _Call("GET", "/v1/daemon/ui")
 
     @staticmethod
     def settings() -> _Call:
-        return _Call("GET", "/v1/ui/settings")
+        return _Call("GET", "/v1/daemon/settings")
 
     @staticmethod
     def metrics(name: str) -> _Call:

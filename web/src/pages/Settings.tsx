@@ -13,7 +13,7 @@ interface UiSettings {
 }
 
 export function SettingsPage() {
-  const [settings, settingsError] = usePoll(() => api<UiSettings>("GET", "/v1/ui/settings"), 30000);
+  const [settings, settingsError] = usePoll(() => api<UiSettings>("GET", "/v1/daemon/settings"), 30000);
   const [engine, engineError] = usePoll(() => api<Record<string, unknown>>("GET", "/v1/engine"), 30000);
   const [defaults, setDefaults] = useState<Defaults>(loadDefaults());
   const [saved, setSaved] = useState(false);

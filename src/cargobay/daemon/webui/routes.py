@@ -2,10 +2,10 @@
 
 - ``GET /v1/machines/{name}/metrics``: host-side CPU % and resident memory of the
   machine's QEMU process (:mod:`.metrics`), for the detail page's charts;
-- ``GET /v1/ui``: how to reach the GUI: the TCP address and, for a caller on the Unix
+- ``GET /v1/daemon/ui``: how to reach the GUI: the TCP address and, for a caller on the Unix
   socket (or one that already has the token), the address with the token
   (``cargobay ui``);
-- ``GET /v1/ui/settings``: what the daemon knows for the settings page: the container
+- ``GET /v1/daemon/settings``: what the daemon knows for the settings page: the container
   settings file (engine, registry mirrors) and the machine defaults;
 - ``GET``/``PUT /v1/compose/file``: read and save a compose file of a stack; a save (or
   ``dry_run``) first loads the new text with the compose loader, so a file that does not
@@ -94,7 +94,7 @@ def _over_unix(request: Request) -> bool:
     return over_unix_socket(request.scope)
 
 
-@router.get("/v1/ui", tags=["daemon"])
+@router.get("/v1/daemon/ui", tags=["daemon"])
 async def ui_access(request: Request) -> dict[str, Any]:
     """Where the web GUI is; ``url`` carries the token (opening it sets the cookie)."""
     access: UiAccess | None = getattr(request.app.state, "ui_access", None)
@@ -109,7 +109,7 @@ async def ui_access(request: Request) -> dict[str, Any]:
     }
 
 
-@router.get("/v1/ui/settings", tags=["daemon"])
+@router.get("/v1/daemon/settings", tags=["daemon"])
 async def ui_settings(request: Request) -> dict[str, Any]:
     """The container settings (engine address, registry mirrors) and machine defaults."""
     from cargobay.containers.settings import config_path, load_settings
