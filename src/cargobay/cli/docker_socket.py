@@ -157,7 +157,7 @@ def docker_socket(
 ) -> None:
     """A Docker Engine API socket (for DOCKER_HOST) forwarding to a machine's dockerd or
     the host's engine."""
-    check_options(vm, host_engine, listing, stop is not None, detach)
+    check_options(vm, host_engine, listing, stop, detach)
     out = pick_format(fmt, json_flag)
     if listing:
         _list(out)

@@ -27,6 +27,7 @@ import socket
 import stat
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
+from http import HTTPStatus
 from typing import Final
 
 from cargobay.errors import CargoBayError, DockerSocketInUse, InvalidInput
@@ -86,9 +87,10 @@ def error_reply(err: BaseException) -> bytes:
     status = getattr(err, "status", 502) if isinstance(err, CargoBayError) else 502
     if status < 400 or status == 500:
         status = 502
-    reason = {404: "Not Found", 409: "Conflict", 503: "Service Unavailable"}.get(
-        status, "Bad Gateway"
-    )
+    try:
+        reason = HTTPStatus(status).phrase
+    except ValueError:
+        status, reason = 502, HTTPStatus.BAD_GATEWAY.phrase
     body = json.dumps({"message": f"cargobay docker-socket: {err}"}).encode()
     head = (
         f"HTTP/1.1 {status} {reason}\r\n"
