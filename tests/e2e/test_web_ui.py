@@ -184,6 +184,37 @@ def test_the_token_address_sets_a_cookie_and_drops_the_token(gui: Gui) -> None:
         assert client.get("/v1/info").json()["api_version"] == 1
 
 
+def _cargobay(home: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    script = Path(sys.executable).parent / "cargobay"
+    argv = [str(script)] if script.exists() else [sys.executable, "-m", "cargobay.cli"]
+    environ = dict(os.environ, CARGOBAY_HOME=str(home))
+    for var in ("CARGOBAY_LISTEN_TCP", "CARGOBAY_AUTOSTART"):
+        environ.pop(var, None)
+    return subprocess.run(
+        [*argv, *args], env=environ, capture_output=True, text=True, timeout=60, check=False
+    )
+
+
+def test_cargobay_ui_prints_the_address_with_the_token(gui: Gui) -> None:
+    r = _cargobay(gui.home, "ui")
+    assert r.returncode == 0, r
+    assert r.stdout.strip() == gui.url
+    assert str(gui.home / "state" / "ui-token") in r.stderr
+
+
+def test_cargobay_ui_without_a_tcp_listener_says_how_to_get_one() -> None:
+    home = Path(tempfile.mkdtemp(prefix="cbu-", dir="/tmp"))
+    try:
+        r = _cargobay(home, "ui")  # starts a daemon for this home, without TCP
+        assert r.returncode != 0, r
+        assert "not listening on TCP" in r.stderr, r
+        assert "CARGOBAY_LISTEN_TCP=127.0.0.1:8765" in r.stderr, r
+        assert "Traceback" not in r.stderr, r
+    finally:
+        _cargobay(home, "daemon", "stop")
+        shutil.rmtree(home, ignore_errors=True)
+
+
 # -- a sandbox through the GUI --------------------------------------------------------------
 
 
