@@ -28,7 +28,7 @@ from fastapi.staticfiles import StaticFiles
 from pydantic import BaseModel, ConfigDict, Field
 
 from cargobay.daemon.webui.metrics import CpuMeter, sample
-from cargobay.errors import Conflict, InvalidInput, NotFound
+from cargobay.errors import CargoBayError, Conflict, InvalidInput, NotFound
 
 __all__ = ["DIST", "UiAccess", "mount_ui", "router"]
 
@@ -171,7 +171,11 @@ async def save_compose_file(body: ComposeFileBody) -> dict[str, Any]:
     tmp = file.with_name(f".{file.name}.cargobay-{os.getpid()}{file.suffix}")
     try:
         tmp.write_text(body.content)
-        loaded = load_project([tmp], working_dir=file.parent, env={})
+        try:
+            loaded = load_project([tmp], working_dir=file.parent, env={})
+        except CargoBayError as err:  # name the file the user edits, not the scratch copy
+            err.args = (str(err).replace(str(tmp), str(file)),)
+            raise
         document = config_document(loaded)
         if not body.dry_run:
             if file.is_dir():

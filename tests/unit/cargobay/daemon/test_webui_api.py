@@ -77,7 +77,7 @@ def test_compose_file_save_validates_first(client: TestClient, tmp_path: Path) -
     broken = COMPOSE + "    bogus_key: 1\n"
     r = client.put("/v1/compose/file", json={"path": str(file), "content": broken})
     assert r.status_code == 400
-    assert "bogus_key" in r.json()["error"]["message"]
+    assert r.json()["error"]["message"].startswith(f"{file}: service 'web': key 'bogus_key'")
     assert file.read_text() == COMPOSE
 
     changed = COMPOSE.replace("1.36", "1.37")
