@@ -174,3 +174,15 @@ def test_docker_cli_through_a_machine(
     ok(daemon.cli("docker-socket", "--stop", str(sock)))
     assert not sock.exists()
     tarball.unlink()
+
+
+def test_sockets_go_with_the_daemon(daemon: Daemon, docker_engine: str, test_paths: Paths) -> None:
+    """A detached socket lives as long as the daemon: stopping cargobayd removes it."""
+    sock = test_paths.runtime / "docker-host.sock"
+    done = daemon.cli("docker-socket", "--host-engine", "--detach")
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == f"export DOCKER_HOST=unix://{sock}"
+    assert "CONTAINER ID" in ok(docker(f"unix://{sock}", "ps"))
+    daemon.proc.send_signal(signal.SIGTERM)
+    assert daemon.proc.wait(timeout=30) == 0
+    assert not sock.exists()
