@@ -2,7 +2,49 @@
 // start/stop/restart/delete, its compose file, and its recent logs.
 import { useState } from "react";
 import { api, AppInstance, seg, streamEvents } from "../api";
-import { Badge, ErrorBox, usePoll } from "../components";
+import { Badge, bytes, Chart, ErrorBox, usePoll } from "../components";
+
+interface Stats {
+  name: string;
+  cpu_percent: number;
+  memory_usage: number;
+  memory_limit: number;
+}
+
+/** CPU and memory of the instance's running containers, one pair of charts each. */
+function ContainerCharts({ url }: { url: string }) {
+  const [history, setHistory] = useState<Record<string, { cpu: number[]; mem: number[]; limit: number }>>({});
+  usePoll(async () => {
+    const stats = await api<Stats[]>("GET", `${url}/stats`);
+    setHistory((old) => {
+      const next: typeof old = {};
+      for (const s of stats) {
+        const h = old[s.name] ?? { cpu: [], mem: [], limit: 0 };
+        next[s.name] = {
+          cpu: [...h.cpu, s.cpu_percent].slice(-60),
+          mem: [...h.mem, s.memory_usage / (1 << 20)].slice(-60),
+          limit: s.memory_limit / (1 << 20),
+        };
+      }
+      return next;
+    });
+    return stats;
+  }, 3000);
+  const names = Object.keys(history).sort();
+  if (names.length === 0) return null;
+  return (
+    <section>
+      <h3>Resources</h3>
+      {names.map((name) => (
+        <div key={name} className="charts">
+          <Chart title={`${name} CPU`} values={history[name].cpu} unit="%" max={100} />
+          <Chart title={`${name} memory`} values={history[name].mem} unit="MiB" />
+          <p className="muted small">limit {bytes(history[name].limit * (1 << 20))}</p>
+        </div>
+      ))}
+    </section>
+  );
+}
 
 interface Status {
   instance: AppInstance;
@@ -18,6 +60,7 @@ export function AppPage({ name }: { name: string }) {
   const [busy, setBusy] = useState<string | null>(null);
   const [actionError, setActionError] = useState<string | null>(null);
   const [output, setOutput] = useState("");
+  const [service, setService] = useState("");
 
   async function act(label: string, work: () => Promise<unknown>) {
     setBusy(label);
@@ -40,7 +83,8 @@ export function AppPage({ name }: { name: string }) {
   };
   const logs = () => {
     setOutput("");
-    return streamEvents("GET", `${url}/logs?tail=200`, undefined, (e) =>
+    const only = service ? `&service=${seg(service)}` : "";
+    return streamEvents("GET", `${url}/logs?tail=200${only}`, undefined, (e) =>
       setOutput((o) => o + `${e.service ?? e.container ?? ""} | ${e.line ?? ""}\n`),
     );
   };
@@ -71,6 +115,15 @@ export function AppPage({ name }: { name: string }) {
         <button disabled={!!busy} onClick={() => act("reading logs", logs)}>
           Logs
         </button>
+        <select name="service" value={service} onChange={(e) => setService(e.target.value)}>
+          <option value="">all services</option>
+          {[...new Set((status?.containers ?? []).map((c) => c.service))].map((name) => (
+            <option key={name}>{name}</option>
+          ))}
+          {(status?.processes ?? []).map((p) => (
+            <option key={`p-${p.name}`}>{p.name}</option>
+          ))}
+        </select>
         <button className="danger" disabled={!!busy} onClick={() => act("deleting", remove)}>
           Delete
         </button>
@@ -117,6 +170,7 @@ export function AppPage({ name }: { name: string }) {
           </tbody>
         </table>
       )}
+      {status && status.containers.some((c) => c.state === "running") && <ContainerCharts url={url} />}
       {output && <pre className="terminal">{output}</pre>}
     </div>
   );
