@@ -162,6 +162,10 @@ def test_docker_cli_through_a_machine(
     ok(docker(host, "load", "-i", str(tarball)))
     assert ok(docker(host, "run", "--rm", BUSYBOX_IMAGE, "echo", "hi")) == "hi\n"
     assert ok(docker(host, "ps", "-a", "-q")) == ""  # --rm removed it
+    # bridge networks (the bridge and veth modules cargobay-init loads)
+    ok(docker(host, "network", "create", "appnet"))
+    addr = ok(docker(host, "run", "--rm", "--network", "appnet", BUSYBOX_IMAGE, "ip", "-4", "a"))
+    assert "eth0" in addr
 
     # The machine stops under the socket: the CLI gets an error naming it.
     ok(daemon.cli("vm", "stop", "dock"))
