@@ -167,6 +167,23 @@ def test_docker_cli_through_a_machine(
     addr = ok(docker(host, "run", "--rm", "--network", "appnet", BUSYBOX_IMAGE, "ip", "-4", "a"))
     assert "eth0" in addr
 
+    # dockerd goes away inside the machine: the CLI is told so (with where its log is),
+    # and a new socket for the machine waits for it, then gives up naming why.
+    ok(daemon.cli("vm", "exec", "dock", "--", "sh", "-c", "kill $(cat /var/run/docker.pid)"))
+    for _ in range(100):
+        if daemon.cli("vm", "exec", "dock", "--", "test", "-S", "/run/docker.sock").returncode:
+            break
+        time.sleep(0.2)
+    done = docker(host, "ps")
+    assert done.returncode != 0
+    assert "dockerd in machine 'dock' does not answer" in done.stderr
+    assert "/run/cargobay/dockerd.log" in done.stderr
+    other = test_paths.runtime / "other.sock"
+    done = daemon.cli("docker-socket", "--vm", "dock", "--wait", "1", "--socket", str(other))
+    assert done.returncode == EXIT_NOT_FOUND, done.stderr
+    assert "does not answer" in done.stderr
+    assert not other.exists()
+
     # The machine stops under the socket: the CLI gets an error naming it.
     ok(daemon.cli("vm", "stop", "dock"))
     done = docker(host, "ps")
