@@ -21,6 +21,8 @@ apt_test+=(docker.io docker-registry busybox-static)  # containers: real dockerd
 apt_test+=(libvirt-daemon-system libvirt-clients libvirt-dev pkg-config openssh-server)
 apt_test+=(docker-compose)  # the compose engine is tested both ways against docker-compose 1.29.2
 apt_test+=(nginx-light)  # apps downloads: a real HTTP server with Range support on loopback
+# the minimal guest kernel (cargobay.images.minikernel): Debian's kernel source and its toolchain
+apt_test+=(linux-source-6.1 make libc6-dev bc bison flex libelf-dev xz-utils)
 apt_test+=(chromium)  # the web GUI's end-to-end tests (Playwright drives Debian's Chromium)
 
 want=("${apt_main[@]}")

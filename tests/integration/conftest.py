@@ -49,10 +49,31 @@ def image_build_paths() -> Paths:
 @pytest.fixture(scope="session")
 def default_image() -> tuple[Path, ImageManifest]:
     """``(image directory, manifest)`` of the default guest image, built if needed."""
+    return shared_image("default")
+
+
+@pytest.fixture(scope="session")
+def minimal_image() -> tuple[Path, ImageManifest]:
+    """The default image with the minimal kernel (``minimal``: built from linux-source-6.1,
+    which ``tests.prebuild`` compiles once per run)."""
+    return shared_image("minimal")
+
+
+@pytest.fixture(scope="session")
+def docker_image() -> tuple[Path, ImageManifest]:
+    """The default image plus Debian's docker.io: its guest starts dockerd
+    (``cargobay docker-socket --vm``; ``tests.prebuild`` builds it once per run)."""
+    return shared_image("docker")
+
+
+def shared_image(name: str) -> tuple[Path, ImageManifest]:
+    """``(image directory, manifest)`` of a shared test image built from the recipe
+    ``recipe_for(name)``, built if needed."""
     require_binary("qemu-system-x86_64", "Debian: apt-get install qemu-system-x86")
     require_binary("dpkg-deb", "Debian: dpkg")
     from cargobay.errors import ImageError
     from cargobay.images import BuildEvent, ImageStore, build_image
+    from cargobay.images.recipes import recipe_for
     from cargobay.images.tools import find_tool
 
     for tool, package in (("debootstrap", "debootstrap"), ("mke2fs", "e2fsprogs")):
@@ -69,13 +90,15 @@ def default_image() -> tuple[Path, ImageManifest]:
         print(f"[image {elapsed:6.1f}s] {event.step:<9} {event.fraction:4.0%} {event.message}")
 
     try:
-        build_image(paths, "default", progress=show)
+        build_image(paths, name, progress=show, recipe=recipe_for(name))
     except ImageError as err:
         if os.geteuid() != 0 and "needs root" in str(err):
-            require(False, f"root, to build the guest image ({err})")
-        pytest.fail(f"building the default guest image failed: {err}", pytrace=False)
+            require(False, f"root, to build the guest image {name} ({err})")
+        if name == "minimal" and "linux-source-6.1" in str(err):
+            require(False, f"the minimal kernel's source and toolchain ({err})")
+        pytest.fail(f"building the guest image {name} failed: {err}", pytrace=False)
     store = ImageStore(paths.images)
-    return store.path("default"), store.get("default")
+    return store.path(name), store.get(name)
 
 
 @pytest.hookimpl(wrapper=True)

@@ -18,6 +18,7 @@ import secrets
 import sys
 import time
 from collections.abc import Mapping
+from enum import StrEnum
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -26,6 +27,7 @@ import typer
 from cargobay.cli import apps as app_verbs
 from cargobay.cli import compose as compose_verbs
 from cargobay.cli import containers as container_verbs
+from cargobay.cli import docker_socket as docker_socket_verbs
 from cargobay.cli import hosts as host_verbs
 from cargobay.cli import machines as verbs
 from cargobay.cli import mcp as mcp_verbs
@@ -73,8 +75,9 @@ app.add_typer(scenario_verbs.app, name="test")
 app.add_typer(container_verbs.app)  # engine, images, containers (top-level groups)
 app.add_typer(compose_verbs.app, name="compose")
 app.add_typer(app_verbs.app, name="app")
-app.command("ui")(ui_verbs.ui)
+app.command("docker-socket")(docker_socket_verbs.docker_socket)
 app.command("mcp")(mcp_verbs.mcp)
+app.command("ui")(ui_verbs.ui)
 verbs.register(vm_app, aiva=False)
 
 
@@ -252,17 +255,36 @@ def _image_summary(img: Mapping[str, Any]) -> str:
     )
 
 
+class KernelChoice(StrEnum):
+    debian = "debian"
+    minimal = "minimal"
+
+
 @image_app.command("build")
 def image_build(
-    name: Annotated[str, typer.Argument(help="Image name.")] = "default",
+    name: Annotated[
+        str | None,
+        typer.Argument(help="Image name (default: default, or minimal with --kernel minimal)."),
+    ] = None,
     force: Annotated[bool, typer.Option("--force", help="Build again even if up to date.")] = False,
+    kernel: Annotated[
+        KernelChoice | None,
+        typer.Option(
+            "--kernel",
+            help="debian: Debian's cloud kernel; minimal: our own, compiled from "
+            "linux-source-6.1 (minutes the first time; cached).  Default: the image's recipe.",
+        ),
+    ] = None,
 ) -> None:
-    """Build a guest image (Debian kernel + debootstrap rootfs + the guest agent).
+    """Build a guest image (kernel + debootstrap rootfs + the guest agent).
 
     An image that is already built from the same recipe is kept unless --force."""
+    if name is None:
+        name = "minimal" if kernel is KernelChoice.minimal else "default"
     client = connect()
     t0 = time.monotonic()
-    done = progress_events(client.build_image(name, force=force), f"image {name}")
+    events = client.build_image(name, force=force, kernel=kernel.value if kernel else None)
+    done = progress_events(events, f"image {name}")
     if done is None:
         raise ImageError(
             f"the build of image {name!r} ended without a result; see the daemon log "

@@ -51,6 +51,7 @@ from cargobay.daemon.schemas import (
 )
 from cargobay.errors import CargoBayError, Conflict, InvalidInput
 from cargobay.hypervisors import available as available_backends
+from cargobay.images.build import KernelKind
 from cargobay.images.manifest import ImageManifest
 from cargobay.machines.agent import ExecExit, ExecOutput, ExecRequest, ExecStarted
 from cargobay.machines.models import VMInstance
@@ -71,7 +72,9 @@ class ImageCatalog(Protocol):
 
     def delete_image(self, name: str) -> None: ...
 
-    def build_image(self, name: str, force: bool) -> AsyncIterator[dict[str, Any]]:
+    def build_image(
+        self, name: str, force: bool, kernel: KernelKind | None = None
+    ) -> AsyncIterator[dict[str, Any]]:
         """Progress events ``{"type": "progress", "step", "fraction", "message"}``, then
         ``{"type": "done", "image": manifest-as-JSON}``."""
         ...
@@ -382,7 +385,7 @@ def create_app(state: DaemonState, *, recover: bool = True) -> FastAPI:
     )
     async def build_image(body: BuildImageRequest | None = None) -> StreamingResponse:
         body = body or BuildImageRequest()
-        return await _prefetched(state.images.build_image(body.name, body.force))
+        return await _prefetched(state.images.build_image(body.name, body.force, body.kernel))
 
     @app.delete("/v1/images/{name}", status_code=204, tags=["images"])
     async def delete_image(name: str) -> Response:

@@ -16,6 +16,8 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 from cargobay.images import BuildEvent, ImageManifest, ImageStore, build_image
+from cargobay.images.build import KernelKind
+from cargobay.images.recipes import recipe_for
 from cargobay.paths import Paths
 
 __all__ = ["BuildCancelled", "DaemonImages"]
@@ -40,7 +42,9 @@ class DaemonImages(ImageStore):
     def delete_image(self, name: str) -> None:
         self.remove(name)
 
-    async def build_image(self, name: str, force: bool) -> AsyncIterator[dict[str, Any]]:
+    async def build_image(
+        self, name: str, force: bool, kernel: KernelKind | None = None
+    ) -> AsyncIterator[dict[str, Any]]:
         loop = asyncio.get_running_loop()
         queue: asyncio.Queue[dict[str, Any] | BaseException | ImageManifest] = asyncio.Queue()
         cancelled = threading.Event()
@@ -60,7 +64,13 @@ class DaemonImages(ImageStore):
 
         def run() -> None:
             try:
-                manifest = build_image(self.paths, name, progress=progress, force=force)
+                manifest = build_image(
+                    self.paths,
+                    name,
+                    progress=progress,
+                    force=force,
+                    recipe=recipe_for(name, kernel),
+                )
             except BaseException as err:  # handed to the loop, raised there
                 loop.call_soon_threadsafe(queue.put_nowait, err)
             else:

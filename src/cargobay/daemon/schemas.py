@@ -75,6 +75,11 @@ class ExecRequestBody(_Request):
 class BuildImageRequest(_Request):
     name: str = "default"
     force: bool = False
+    kernel: Literal["debian", "minimal"] | None = Field(
+        default=None,
+        description="The guest kernel: Debian's packaged kernel or the minimal one built "
+        "from linux-source-6.1 (default: what the image's recipe says).",
+    )
 
 
 class Machine(VMInstance):

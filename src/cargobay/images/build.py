@@ -7,7 +7,8 @@ rootfs — cargobay-init, the agent sources — and the initramfs /init), so an 
 manifest carries the same hash is returned as it is, without root and without network.
 Otherwise, as root and under a lock (one build per image store at a time):
 
-    kernel     apt-get download + dpkg-deb -x + depmod, cached (kernel.py)
+    kernel     apt-get download + dpkg-deb -x + depmod, cached (kernel.py), or the
+               minimal kernel compiled from linux-source-6.1, cached (minikernel.py)
     base       debootstrap minbase + packages, cached by its own hash (base.py)
     rootfs     copy of the base + modules + guest files, compiled, mke2fs -d (rootfs.py)
     initramfs  busybox + modules + /init as a gzipped newc cpio (initramfs.py)
@@ -32,6 +33,7 @@ from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Literal
 
 import cargobay
 import virga
@@ -41,12 +43,20 @@ from cargobay.images.base import AptSource, base_hash, find_mirror, host_sources
 from cargobay.images.initramfs import make_initramfs
 from cargobay.images.kernel import (
     KernelPackage,
+    KernelTree,
     fetch_kernel,
     load_order,
     parse_modules_dep,
     resolve_kernel,
 )
 from cargobay.images.manifest import MANIFEST, ImageManifest
+from cargobay.images.minikernel import (
+    CONFIG_FRAGMENT,
+    build_minimal_kernel,
+    describe,
+    find_source,
+    kernel_release,
+)
 from cargobay.images.rootfs import GuestFile, assemble, guest_path, make_ext4
 from cargobay.images.store import ImageStore, file_record, validate_name
 from cargobay.images.tools import BUILD_TOOLS, ToolRunner, require_root, require_tools
@@ -99,12 +109,19 @@ ProgressCallback = Callable[[BuildEvent], None]
 cleans up its temporary files and the exception propagates."""
 
 
+KernelKind = Literal["debian", "minimal"]
+KERNELS: tuple[KernelKind, ...] = ("debian", "minimal")
+"""``debian``: Debian's packaged kernel (``kernel_flavour``) with its modules in the root
+image; ``minimal``: our own kernel from linux-source-6.1 (``minikernel``), no modules."""
+
+
 @dataclass(frozen=True, slots=True)
 class ImageRecipe:
     suite: str = "bookworm"
     arch: str = "amd64"
+    kernel: KernelKind = "debian"
     kernel_flavour: str = "cloud-amd64"
-    """The kernel is the package ``linux-image-<flavour>`` depends on."""
+    """For ``kernel="debian"``: the package ``linux-image-<flavour>`` depends on."""
     packages: tuple[str, ...] = ("python3", "qemu-guest-agent", "kmod", "busybox-static")
     """Added to debootstrap's minbase.  ``python3`` brings the full standard library the
     agent needs (python3-minimal lacks asyncio, json, pty, termios); busybox-static gives
@@ -170,6 +187,11 @@ def recipe_hash(
         "recipe": asdict(recipe),
         "base": base_hash(recipe.suite, recipe.arch, recipe.packages),
         "kernel": [kernel.name, kernel.version, kernel.release],
+        **(
+            {"kernel_config": hashlib.sha256(CONFIG_FRAGMENT.read_bytes()).hexdigest()}
+            if recipe.kernel == "minimal"
+            else {}
+        ),
         "initramfs_init": hashlib.sha256(init).hexdigest(),
     }
     digest.update(json.dumps(header, sort_keys=True).encode())
@@ -238,7 +260,7 @@ def build_image(
     report("prepare", 0.0, "reading the recipe")
     files = guest_files(recipe)
     init = initramfs_init()
-    kernel = resolve_kernel(ToolRunner(require_tools(["apt-cache"])), recipe.kernel_flavour)
+    kernel = _resolve(recipe)
     if kernel is not None and not force:
         current = _up_to_date(store, name, recipe_hash(recipe, kernel, files, init))
         if current is not None:
@@ -265,7 +287,7 @@ def build_image(
         log_path = paths.logs / f"image-build-{name}.log"
         with log_path.open("w") as log:
             runner = ToolRunner(tools, log)
-            if kernel is None:
+            if kernel is None:  # only Debian's kernel comes from the apt lists
                 report("prepare", 0.5, "apt does not know the kernel package: apt-get update")
                 runner.run(["apt-get", "update", "-q"], what="apt-get update")
                 kernel = resolve_kernel(runner, recipe.kernel_flavour)
@@ -298,6 +320,18 @@ def build_image(
                 )
 
 
+def _resolve(recipe: ImageRecipe) -> KernelPackage | None:
+    """What the kernel of the recipe is, without building or downloading it.
+
+    For the minimal kernel: the source package and the release it will have (the
+    fragment's hash goes into the recipe hash separately); ``ImageError`` when
+    linux-source-6.1 is not installed."""
+    if recipe.kernel == "minimal":
+        source = find_source(ToolRunner(require_tools(["dpkg-query"])))
+        return KernelPackage("linux-source-6.1", source.version, kernel_release(source))
+    return resolve_kernel(ToolRunner(require_tools(["apt-cache"])), recipe.kernel_flavour)
+
+
 def _build(
     paths: Paths,
     store: ImageStore,
@@ -314,9 +348,18 @@ def _build(
 ) -> ImageManifest:
     cache = paths.cache
     report("prepare", 1.0, f"building image {name} ({package.spec})")
-    report("kernel", 0.0, f"fetching {package.name} {package.version}")
-    kernel = fetch_kernel(runner, package, cache / "images")
-    report("kernel", 1.0, f"kernel {package.release}")
+    kernel: KernelTree | None = None
+    if recipe.kernel == "minimal":
+        report("kernel", 0.0, f"the minimal kernel from {package.name} {package.version}")
+        minimal = build_minimal_kernel(
+            runner, cache / "images", on_progress=report.within("kernel")
+        )
+        vmlinuz, kernel_spec, release = minimal.bzimage, describe(minimal), minimal.release
+    else:
+        report("kernel", 0.0, f"fetching {package.name} {package.version}")
+        kernel = fetch_kernel(runner, package, cache / "images")
+        vmlinuz, kernel_spec, release = kernel.vmlinuz, package.spec, package.release
+    report("kernel", 1.0, f"kernel {release}")
 
     source = mirror or find_mirror(host_sources(), recipe.suite)
     report("base", 0.0, f"debootstrap {recipe.suite} from {source.uri}")
@@ -343,25 +386,34 @@ def _build(
         report("rootfs", 1.0, "rootfs.ext4 written")
 
         report("initramfs", 0.0, "writing the initramfs")
-        deps = parse_modules_dep((kernel.modules / "modules.dep").read_text())
-        builtin_list = kernel.modules / "modules.builtin"
-        builtin = builtin_list.read_text().split() if builtin_list.exists() else []
-        order = load_order(recipe.initramfs_modules, deps, builtin)
+        modules: list[tuple[str, Path]] = []
+        if kernel is not None:  # the minimal kernel has everything built in
+            deps = parse_modules_dep((kernel.modules / "modules.dep").read_text())
+            builtin_list = kernel.modules / "modules.builtin"
+            builtin = builtin_list.read_text().split() if builtin_list.exists() else []
+            order = load_order(recipe.initramfs_modules, deps, builtin)
+            modules = [(module, kernel.modules / path) for module, path in order]
         make_initramfs(
             runner,
             tmp / "initrd.img",
             init=init,
             busybox=guest_path(base, "/bin/busybox"),
-            modules=[(module, kernel.modules / path) for module, path in order],
+            modules=modules,
         )
-        report("initramfs", 1.0, f"initramfs with {len(order)} modules")
+        report("initramfs", 1.0, f"initramfs with {len(modules)} modules")
 
         report("finish", 0.0, "computing checksums")
-        shutil.copyfile(kernel.vmlinuz, tmp / "vmlinuz")
+        shutil.copyfile(vmlinuz, tmp / "vmlinuz")
         manifest = ImageManifest(
             name=name,
-            kernel_version=package.release,
-            kernel_package=package.spec,
+            kernel_version=release,
+            kernel_package=kernel_spec,
+            kernel_kind=recipe.kernel,
+            kernel_config_sha256=(
+                hashlib.sha256(CONFIG_FRAGMENT.read_bytes()).hexdigest()
+                if recipe.kernel == "minimal"
+                else None
+            ),
             debian_suite=recipe.suite,
             arch=recipe.arch,
             packages=list(recipe.packages),
@@ -371,7 +423,7 @@ def _build(
             rootfs=file_record(tmp, "rootfs.ext4"),
             agent_version=AGENT_VERSION,
             python_version=python_version,
-            initramfs_modules=[module for module, _ in order],
+            initramfs_modules=[module for module, _ in modules],
             built_at=datetime.now(UTC),
             build_seconds=round(time.monotonic() - started, 2),
             recipe_hash=digest,

@@ -39,7 +39,12 @@ class ImageManifest(BaseModel):
     format_version: int = 1
     kernel_version: str
     kernel_package: str
-    """The Debian package the kernel came from, with its version."""
+    """The Debian package the kernel came from, with its version (for the minimal kernel:
+    linux-source-6.1's version and the config fragment's hash)."""
+    kernel_kind: str = "debian"
+    """``debian`` (Debian's packaged kernel) or ``minimal`` (built from linux-source-6.1)."""
+    kernel_config_sha256: str | None = None
+    """For the minimal kernel: SHA-256 of ``kconfig/minimal.config`` it was built with."""
     debian_suite: str = "bookworm"
     arch: str = "amd64"
     packages: list[str] = Field(default_factory=list)

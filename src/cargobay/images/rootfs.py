@@ -95,7 +95,7 @@ def assemble(
     runner: ToolRunner,
     base: Path,
     tree: Path,
-    kernel: KernelTree,
+    kernel: KernelTree | None,
     files: Mapping[str, GuestFile],
     compile_dirs: tuple[str, ...] = ("/opt/cargobay/lib",),
     on_progress: Callable[[float, str], None] = lambda fraction, message: None,
@@ -105,8 +105,9 @@ def assemble(
     tree.mkdir(parents=True)
     on_progress(0.0, "copying the base system")
     runner.run(["cp", "-a", "--reflink=auto", f"{base}/.", tree], what="copying the base system")
-    on_progress(0.3, "installing the kernel modules")
-    _install_modules(runner, tree, kernel)
+    if kernel is not None:  # None: a kernel without modules
+        on_progress(0.3, "installing the kernel modules")
+        _install_modules(runner, tree, kernel)
     on_progress(0.6, "installing cargobay-init and the guest agent")
     _write_files(tree, files)
     python = guest_path(tree, "/usr/bin/python3")

@@ -36,6 +36,7 @@ DEBIAN_PACKAGES: Mapping[str, str] = {
     "debugfs": "e2fsprogs",
     "depmod": "kmod",
     "dpkg-deb": "dpkg",
+    "dpkg-query": "dpkg",
     "mke2fs": "e2fsprogs",
     "qemu-system-x86_64": "qemu-system-x86",
     "zstd": "zstd",

@@ -234,8 +234,11 @@ class _Requests:
         return _Call("GET", "/v1/images")
 
     @staticmethod
-    def build_image(name: str, force: bool) -> _Call:
-        return _Call("POST", "/v1/images/build", json={"name": name, "force": force}, timeout=None)
+    def build_image(name: str, force: bool, kernel: str | None = None) -> _Call:
+        body: dict[str, Any] = {"name": name, "force": force}
+        if kernel is not None:
+            body["kernel"] = kernel
+        return _Call("POST", "/v1/images/build", json=body, timeout=None)
 
     @staticmethod
     def delete_image(name: str) -> _Call:
@@ -489,9 +492,9 @@ class CargoBayClient:
         return result
 
     def build_image(
-        self, name: str = "default", *, force: bool = False
+        self, name: str = "default", *, force: bool = False, kernel: str | None = None
     ) -> Iterator[dict[str, Any]]:
-        return self._events(_Requests.build_image(name, force))
+        return self._events(_Requests.build_image(name, force, kernel))
 
     def delete_image(self, name: str) -> None:
         self._request(_Requests.delete_image(name))
@@ -698,9 +701,9 @@ class AsyncCargoBayClient:
         return result
 
     def build_image(
-        self, name: str = "default", *, force: bool = False
+        self, name: str = "default", *, force: bool = False, kernel: str | None = None
     ) -> AsyncIterator[dict[str, Any]]:
-        return self._events(_Requests.build_image(name, force))
+        return self._events(_Requests.build_image(name, force, kernel))
 
     async def delete_image(self, name: str) -> None:
         await self._request(_Requests.delete_image(name))

@@ -91,8 +91,67 @@ def running(comm: str) -> bool:
     return False
 
 
+def kernel_features() -> dict[str, str]:
+    """What the guest kernel offers that the agent, Python and containers in the guest
+    use: each ``ok`` or what failed.  The minimal kernel must offer all of them built in."""
+    import ctypes
+    import select
+    import subprocess
+
+    libc = ctypes.CDLL(None, use_errno=True)
+    sigset = ctypes.create_string_buffer(128)  # glibc's sigset_t, empty
+
+    def new_fd(fd: int) -> None:
+        if fd < 0:
+            errno = ctypes.get_errno()
+            raise OSError(errno, os.strerror(errno))
+        os.close(fd)
+
+    def epoll() -> None:
+        select.epoll().close()
+
+    def pty() -> None:
+        for fd in os.openpty():
+            os.close(fd)
+
+    def vsock() -> None:
+        socket.socket(socket.AF_VSOCK, socket.SOCK_STREAM).close()
+
+    def namespaces() -> None:
+        argv = ["unshare", "--user", "--pid", "--net", "--uts", "--ipc", "--mount", "--fork"]
+        subprocess.run([*argv, "true"], check=True, capture_output=True)
+
+    checks = {
+        "epoll": epoll,
+        "eventfd": lambda: new_fd(os.eventfd(0)),
+        "inotify": lambda: new_fd(libc.inotify_init1(0)),
+        "timerfd": lambda: new_fd(libc.timerfd_create(1, 0)),  # CLOCK_MONOTONIC
+        "signalfd": lambda: new_fd(libc.signalfd(-1, sigset, 0)),
+        "pty": pty,
+        "vsock": vsock,
+        "namespaces": namespaces,
+    }
+    results = {}
+    for name, check in checks.items():
+        try:
+            check()
+        except (OSError, subprocess.CalledProcessError) as err:
+            results[name] = f"{type(err).__name__}-{getattr(err, 'errno', None) or ''}"
+        else:
+            results[name] = "ok"
+    return results
+
+
 def main() -> int:
     report("start", uptime())
+    report("kernel", os.uname().release)
+    report("modules", "loadable" if Path("/proc/modules").exists() else "none")
+    filesystems = Path("/proc/filesystems").read_text().split()
+    wanted_fs = ("ext4", "overlay", "9p", "tmpfs", "devtmpfs", "cgroup2", "proc", "sysfs")
+    report("filesystems", ",".join(fs for fs in wanted_fs if fs in filesystems))
+    features = kernel_features()
+    bad = [f"{name}:{value}" for name, value in features.items() if value != "ok"]
+    report("features", "ok" if not bad else ",".join(bad))
     report("python", ".".join(map(str, sys.version_info[:3])))
     missing = missing_modules(STDLIB)
     report("stdlib", "ok" if not missing else "missing:" + ",".join(missing))
