@@ -22,7 +22,7 @@ from cargobay.dockersock.models import (
     resolve_socket_path,
 )
 from cargobay.dockersock.targets import GuestSockets, HostEngine, MachineEngine, host_engine
-from cargobay.errors import DockerSocketInUse, NotFound
+from cargobay.errors import DockerSocketInUse, InvalidInput, NotFound
 
 __all__ = ["DockerSocketService"]
 
@@ -55,6 +55,11 @@ class DockerSocketService:
                 await target.wait_ready(body.wait)
             else:
                 target = host_engine()
+                if target.listens_on(path):
+                    raise InvalidInput(
+                        f"the host's Docker engine is found at {target.url}, the socket to "
+                        "create: it would forward to itself; give another --socket"
+                    )
                 probe = await target.open()  # EngineUnavailable now rather than per client
                 await probe.close()
             forwarder = Forwarder(path, target.open, target.url)

@@ -16,6 +16,7 @@ from typing import Any, Final, Protocol
 from urllib.parse import urlsplit
 
 from cargobay.containers.detect import resolve_endpoint
+from cargobay.containers.settings import load_settings
 from cargobay.dockersock.models import GUEST_DOCKER_SOCKET
 from cargobay.errors import EngineUnavailable, GuestError, InvalidInput, NoDockerEngine
 from cargobay.guest.splice import ByteEnd, SocketEnd, StreamEnd
@@ -33,10 +34,10 @@ class HostEngine:
     def __init__(self, url: str) -> None:
         self.url = url
         parts = urlsplit(url)
-        self._unix: str | None = None
+        self.unix_path: str | None = None
         self._tcp: tuple[str, int] | None = None
         if parts.scheme == "unix" and parts.path:
-            self._unix = parts.path
+            self.unix_path = parts.path
         elif parts.scheme in ("tcp", "http") and parts.hostname:
             self._tcp = (parts.hostname, parts.port or 2375)
         else:
@@ -50,11 +51,15 @@ class HostEngine:
                 "a byte forwarder cannot pass TLS through: point DOCKER_HOST at it directly"
             )
 
+    def listens_on(self, path: str) -> bool:
+        """Whether the engine is the Unix socket ``path`` (forwarding there would loop)."""
+        return self.unix_path is not None and os.path.normpath(self.unix_path) == path
+
     async def open(self) -> ByteEnd:
         try:
             async with asyncio.timeout(CONNECT_TIMEOUT):
-                if self._unix is not None:
-                    reader, writer = await asyncio.open_unix_connection(self._unix)
+                if self.unix_path is not None:
+                    reader, writer = await asyncio.open_unix_connection(self.unix_path)
                 else:
                     assert self._tcp is not None
                     reader, writer = await asyncio.open_connection(*self._tcp)
@@ -67,8 +72,9 @@ class HostEngine:
 
 
 def host_engine(url: str | None = None) -> HostEngine:
-    """The host's engine: ``url``, else the endpoint the Docker CLI would use."""
-    return HostEngine(url or resolve_endpoint().url)
+    """The host's engine: ``url``, else ``docker_host`` of the container settings (as the
+    daemon's engine endpoints use), else the endpoint the Docker CLI would use."""
+    return HostEngine(url or load_settings().docker_host or resolve_endpoint().url)
 
 
 class GuestSockets(Protocol):
