@@ -13,6 +13,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from tests.support import require_binary
 
 from .conftest import BUSYBOX_IMAGE, CargoBayd
@@ -159,3 +161,21 @@ def test_usage_and_missing_targets(cargobayd: CargoBayd, tmp_path: Path) -> None
     assert not (tmp_path / "x").exists()
     done = cargobayd.cli("docker-socket", "--stop", "/tmp/no/such.sock")
     assert done.returncode == EXIT_NOT_FOUND
+
+
+async def test_async_sdk(cargobayd: CargoBayd, docker_engine: str, tmp_path: Path) -> None:
+    from cargobay.errors import NotFound
+    from cargobay.sdk import AsyncCargoBayClient
+    from cargobay.sdk.docker_sockets import AsyncDockerSocketsClient
+
+    sock = tmp_path / "sdk.sock"
+    async with AsyncCargoBayClient(socket_path=cargobayd.home / "run" / "cargobayd.sock") as c:
+        api = AsyncDockerSocketsClient(c)
+        info = await api.create(host_engine=True, socket=str(sock))
+        assert info["docker_host"] == f"unix://{sock}"
+        assert (await api.get(info["id"]))["socket"] == str(sock)
+        assert info["id"] in [s["id"] for s in await api.list()]
+        await api.delete(info["id"])
+        assert not sock.exists()
+        with pytest.raises(NotFound, match="no docker socket"):
+            await api.get(info["id"])
