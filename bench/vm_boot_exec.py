@@ -98,7 +98,7 @@ def spec_for(
         name=name,
         cpus=1,
         memory_mb=512,
-        kernel=image_dir / "vmlinuz",
+        kernel=next(image_dir / k for k in ("vmlinux", "vmlinuz") if (image_dir / k).exists()),
         initrd=image_dir / "initrd.img",
         rootfs=image_dir / "rootfs.ext4",
         data_disk=disk,

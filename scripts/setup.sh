@@ -13,6 +13,9 @@ apt_main=(python3 python3-venv python3-dev gcc)
 # apt-get and unpacked with dpkg-deb (always present); busybox-static comes from the
 # guest's own debootstrap tree, so the host does not need it.
 apt_main+=(qemu-system-x86 debootstrap e2fsprogs kmod zstd)
+# The default image's minimal kernel is compiled from Debian's kernel source
+# (cargobay.images.minikernel; about 10 minutes once, then cached).
+apt_main+=(linux-source-6.1 make libc6-dev binutils bc bison flex libelf-dev xz-utils)
 apt_test=(golang-go golang-github-hashicorp-yamux-dev qemu-guest-agent)
 apt_test+=(cpio)  # the initramfs writer is checked against GNU cpio
 apt_test+=(docker.io docker-registry busybox-static)  # containers: real dockerd, a loopback registry, images built from busybox
@@ -21,8 +24,6 @@ apt_test+=(docker.io docker-registry busybox-static)  # containers: real dockerd
 apt_test+=(libvirt-daemon-system libvirt-clients libvirt-dev pkg-config openssh-server)
 apt_test+=(docker-compose)  # the compose engine is tested both ways against docker-compose 1.29.2
 apt_test+=(nginx-light)  # apps downloads: a real HTTP server with Range support on loopback
-# the minimal guest kernel (cargobay.images.minikernel): Debian's kernel source and its toolchain
-apt_test+=(linux-source-6.1 make libc6-dev bc bison flex libelf-dev xz-utils)
 apt_test+=(chromium)  # the web GUI's end-to-end tests (Playwright drives Debian's Chromium)
 
 want=("${apt_main[@]}")

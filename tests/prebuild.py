@@ -28,7 +28,7 @@ from cargobay.images.tools import ToolRunner
 from cargobay.paths import Paths
 from tests.support import IN_CI, image_build_paths_for_tests
 
-IMAGES = ("default", "docker", "minimal")
+IMAGES = ("debian", "docker", "default")
 
 
 def _say(started: float, what: str, text: str) -> None:
@@ -70,7 +70,7 @@ def main() -> int:
     kernel_thread, _ = _kernel_in_background(paths, started)
     failed: list[str] = []
     for name in IMAGES:
-        if name == "minimal":
+        if name == "default":
             kernel_thread.join()
 
         def show(event: BuildEvent, name: str = name) -> None:

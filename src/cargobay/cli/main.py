@@ -264,15 +264,16 @@ class KernelChoice(StrEnum):
 def image_build(
     name: Annotated[
         str | None,
-        typer.Argument(help="Image name (default: default, or minimal with --kernel minimal)."),
+        typer.Argument(help="Image name (default: default, or debian with --kernel debian)."),
     ] = None,
     force: Annotated[bool, typer.Option("--force", help="Build again even if up to date.")] = False,
     kernel: Annotated[
         KernelChoice | None,
         typer.Option(
             "--kernel",
-            help="debian: Debian's cloud kernel; minimal: our own, compiled from "
-            "linux-source-6.1 (minutes the first time; cached).  Default: the image's recipe.",
+            help="minimal: our own kernel, compiled from linux-source-6.1 (about 10 minutes "
+            "the first time, then cached); debian: Debian's cloud kernel.  Default: the "
+            "image's recipe (default: minimal; debian and docker: debian).",
         ),
     ] = None,
 ) -> None:
@@ -280,7 +281,7 @@ def image_build(
 
     An image that is already built from the same recipe is kept unless --force."""
     if name is None:
-        name = "minimal" if kernel is KernelChoice.minimal else "default"
+        name = "debian" if kernel is KernelChoice.debian else "default"
     client = connect()
     t0 = time.monotonic()
     events = client.build_image(name, force=force, kernel=kernel.value if kernel else None)

@@ -63,6 +63,7 @@ KERNEL_TOOLCHAIN: Mapping[str, str] = {
     "make": "make",
     "gcc": "gcc",
     "ld": "binutils",
+    "objcopy": "binutils",
     "bc": "bc",
     "bison": "bison",
     "flex": "flex",
@@ -112,6 +113,11 @@ class MinimalKernel:
     @property
     def bzimage(self) -> Path:
         return self.root / "bzImage"
+
+    @property
+    def vmlinux(self) -> Path:
+        """The uncompressed ELF kernel, which QEMU starts at its PVH entry point."""
+        return self.root / "vmlinux"
 
     @property
     def config(self) -> Path:
@@ -191,7 +197,7 @@ def _cached(directory: Path) -> MinimalKernel | None:
         kernel = MinimalKernel(root=directory, **record)
     except (OSError, ValueError, TypeError):
         return None
-    return kernel if kernel.bzimage.is_file() else None
+    return kernel if kernel.bzimage.is_file() and kernel.vmlinux.is_file() else None
 
 
 def _units_hint(cache: Path) -> int:
@@ -267,6 +273,11 @@ def _build(
         staged = work / "out"
         staged.mkdir()
         shutil.copyfile(tree / "arch" / "x86" / "boot" / "bzImage", staged / "bzImage")
+        # What the bzImage carries compressed: the ELF without symbols and comments.
+        runner.run(
+            ["objcopy", "-R", ".comment", "-S", tree / "vmlinux", staged / "vmlinux"],
+            what="objcopy vmlinux",
+        )
         shutil.copyfile(tree / ".config", staged / "config")
         kernel = MinimalKernel(
             root=target,

@@ -1,12 +1,16 @@
 """Named image recipes: which ``ImageRecipe`` an image name is built from.
 
-``default`` is ``build.DEFAULT_RECIPE``.  ``docker`` is the same recipe plus Debian's
+``default`` is ``build.DEFAULT_RECIPE``, with the minimal kernel (``minikernel``).
+``debian`` is the same root filesystem with Debian's cloud kernel and its modules (the
+image for guests that need a module the minimal kernel leaves out: input devices for
+the ATP's Spice scenarios, Docker's networking).  ``docker`` is the default recipe plus Debian's
 Docker engine (``docker.io``, which brings containerd, runc, tini and iptables), for
 ``cargobay docker-socket --vm``: its guest's cargobay-init starts dockerd when
 ``/usr/sbin/dockerd`` is there (see ``images/guest/cargobay-init``), with its data root
 on the machine's data disk, bridge networks between containers, and no iptables rules
 (``--iptables=false``: no NAT or published ports; the socket is reached through the guest
-agent, not the network, and a TCG guest starts faster without them).
+agent, not the network, and a TCG guest starts faster without them); it keeps Debian's
+kernel, whose modules dockerd loads (overlay, bridge, veth, netfilter).
 
 Any other name is built from the default recipe (``recipe_for``), as before.  This module
 only names recipes; ``build_image`` takes the recipe as an argument, and the callers
@@ -22,10 +26,10 @@ from typing import Final
 from cargobay.images.build import DEFAULT_RECIPE, ImageRecipe, KernelKind
 
 __all__ = [
+    "DEBIAN_IMAGE",
     "DOCKER_IMAGE",
     "DOCKER_PACKAGES",
     "DOCKER_RECIPE",
-    "MINIMAL_IMAGE",
     "RECIPES",
     "recipe_for",
 ]
@@ -39,18 +43,19 @@ tini, iptables ...) but not Recommends, which keeps the image small."""
 
 DOCKER_RECIPE: Final = dataclasses.replace(
     DEFAULT_RECIPE,
+    kernel="debian",
     packages=(*DEFAULT_RECIPE.packages, *DOCKER_PACKAGES),
     hostname="cargobay-docker",
 )
 
-MINIMAL_IMAGE: Final = "minimal"
-"""The default recipe with the minimal kernel (``minikernel``) instead of Debian's."""
+DEBIAN_IMAGE: Final = "debian"
+"""The default recipe with Debian's packaged kernel instead of the minimal one."""
 
 RECIPES: Final = MappingProxyType(
     {
         "default": DEFAULT_RECIPE,
+        DEBIAN_IMAGE: dataclasses.replace(DEFAULT_RECIPE, kernel="debian"),
         DOCKER_IMAGE: DOCKER_RECIPE,
-        MINIMAL_IMAGE: dataclasses.replace(DEFAULT_RECIPE, kernel="minimal"),
     }
 )
 """The recipes that have a name of their own."""

@@ -52,7 +52,7 @@ def qemu_argv(qemu: str, image_dir: Path, manifest: ImageManifest, workdir: Path
     return [
         qemu, "-machine", "microvm,accel=tcg,acpi=on,rtc=on", "-m", "384", "-smp", "1",
         "-nodefaults", "-no-user-config", "-display", "none", "-no-reboot",
-        "-kernel", str(image_dir / "vmlinuz"), "-initrd", str(image_dir / "initrd.img"),
+        "-kernel", str(image_dir / manifest.kernel.path), "-initrd", str(image_dir / "initrd.img"),
         "-append", cmdline,
         "-chardev", f"file,id=console,path={workdir}/console.log", "-serial", "chardev:console",
         "-drive", f"id=root,file={image_dir}/rootfs.ext4,format=raw,if=none,readonly=on",

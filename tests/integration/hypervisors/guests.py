@@ -77,8 +77,9 @@ ACPI_SCRIPT = b"""#!/bin/busybox sh
 /bin/busybox mount -t proc proc /proc
 /bin/busybox mount -t sysfs sys /sys
 /bin/busybox mount -t devtmpfs dev /dev
-/bin/busybox insmod /cbmod/evdev.ko
-/bin/busybox insmod /cbmod/button.ko
+# (the minimal kernel has both built in: no module files then)
+[ -e /cbmod/evdev.ko ] && /bin/busybox insmod /cbmod/evdev.ko
+[ -e /cbmod/button.ko ] && /bin/busybox insmod /cbmod/button.ko
 while [ ! -e /dev/input/event0 ]; do /bin/busybox sleep 0.1; done
 /bin/busybox acpid -d -a /cbtest.acpid.conf &
 pid=$!
@@ -97,17 +98,21 @@ echo CBTEST-POWER-BUTTON
 """
 
 
-def acpi_guest_initrd(initrd: Path, kernel_version: str, rootfs: Path, out: Path) -> Path:
+def acpi_guest_initrd(
+    initrd: Path, kernel_version: str, rootfs: Path, out: Path, *, modules: bool = True
+) -> Path:
     """The image's initrd plus ``/cbtest``: load the ACPI button driver, run acpid, print
-    CBTEST-ACPI-READY; on the power button print CBTEST-POWER-BUTTON and power off."""
-    modules = f"/lib/modules/{kernel_version}/kernel/drivers"
-    work = out.parent
-    extract_module(rootfs, f"{modules}/acpi/button", work / "button.ko")
-    extract_module(rootfs, f"{modules}/input/evdev", work / "evdev.ko")
-    files = {
-        "cbmod": (0o040755, b""),
-        "cbmod/button.ko": (0o100644, (work / "button.ko").read_bytes()),
-        "cbmod/evdev.ko": (0o100644, (work / "evdev.ko").read_bytes()),
+    CBTEST-ACPI-READY; on the power button print CBTEST-POWER-BUTTON and power off.
+    ``modules=False``: the kernel has the button and evdev drivers built in."""
+    files: dict[str, tuple[int, bytes]] = {"cbmod": (0o040755, b"")}
+    if modules:
+        drivers = f"/lib/modules/{kernel_version}/kernel/drivers"
+        work = out.parent
+        extract_module(rootfs, f"{drivers}/acpi/button", work / "button.ko")
+        extract_module(rootfs, f"{drivers}/input/evdev", work / "evdev.ko")
+        files["cbmod/button.ko"] = (0o100644, (work / "button.ko").read_bytes())
+        files["cbmod/evdev.ko"] = (0o100644, (work / "evdev.ko").read_bytes())
+    files |= {
         "cbtest": (0o100755, ACPI_SCRIPT),
         # acpid runs an action relative to its config directory (-c, /etc/acpi)
         "etc": (0o040755, b""),

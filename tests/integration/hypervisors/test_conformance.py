@@ -150,7 +150,11 @@ async def test_graceful_stop_reaches_the_guest(hv: Hypervisor, vms: VMFactory) -
     assert vms.initrd is not None
     spec = vms.spec(quiet=False)
     initrd = acpi_guest_initrd(
-        vms.initrd, vms.manifest.kernel_version, vms.rootfs, spec.state_dir.parent / "acpi.img"
+        vms.initrd,
+        vms.manifest.kernel_version,
+        vms.rootfs,
+        spec.state_dir.parent / "acpi.img",
+        modules=vms.manifest.kernel_kind != "minimal",
     )
     spec = dataclasses.replace(spec, initrd=initrd, cmdline=f"{spec.cmdline} rdinit=/cbtest")
     handle = await vms.start(hv, spec)

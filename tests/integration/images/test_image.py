@@ -43,8 +43,28 @@ def ls(image: Path, directory: str) -> set[str]:
     return names
 
 
-def test_manifest_matches_the_files(default_image: Image) -> None:
+def test_the_default_manifest_matches_the_files(default_image: Image) -> None:
     directory, manifest = default_image
+    assert ImageStore(directory.parent).verify(manifest.name) == []
+    assert manifest.kernel_kind == "minimal"
+    assert manifest.kernel_package.startswith("linux-source-6.1 ")
+    assert manifest.initramfs_modules == []
+    assert sorted(p.name for p in directory.iterdir()) == [
+        "initrd.img",
+        "manifest.json",
+        "rootfs.ext4",
+        "vmlinux",
+    ]
+    # the ELF with its PVH entry note (XEN_ELFNOTE_PHYS32_ENTRY), which QEMU starts
+    kernel = (directory / "vmlinux").read_bytes()
+    assert kernel[:4] == b"\x7fELF"
+    assert b"Xen\x00" in kernel
+    # no modules in the root image: the kernel has none
+    assert ls(directory / "rootfs.ext4", "/usr/lib/modules") == set()
+
+
+def test_the_debian_manifest_matches_the_files(debian_image: Image) -> None:
+    directory, manifest = debian_image
     store = ImageStore(directory.parent)
     assert store.verify(manifest.name) == []
     assert manifest.kernel_version.endswith("-cloud-amd64")
@@ -77,8 +97,8 @@ def test_rootfs_is_a_journal_less_ext4_labelled_cbroot(default_image: Image) -> 
     assert 0 < free < total // 2, "sized to the content plus a margin"
 
 
-def test_rootfs_holds_init_agent_and_compiled_bytecode(default_image: Image) -> None:
-    rootfs = default_image[0] / "rootfs.ext4"
+def test_rootfs_holds_init_agent_and_compiled_bytecode(debian_image: Image) -> None:
+    rootfs = debian_image[0] / "rootfs.ext4"
     init = debugfs(rootfs, "stat /usr/sbin/cargobay-init")
     assert re.search(r"Mode:\s+0755", init)
     assert re.search(r"User:\s+0\s+Group:\s+0", init)
@@ -88,7 +108,7 @@ def test_rootfs_holds_init_agent_and_compiled_bytecode(default_image: Image) -> 
     assert "python3" in ls(rootfs, "/usr/bin")
     assert "qemu-ga" in ls(rootfs, "/usr/sbin")
     # modules for the guest's own modprobe, compressed, with a modules.dep that says so
-    modules_dir = f"/usr/lib/modules/{default_image[1].kernel_version}"
+    modules_dir = f"/usr/lib/modules/{debian_image[1].kernel_version}"
     modules_dep = debugfs(rootfs, f"cat {modules_dir}/modules.dep")
     assert "kernel/drivers/net/virtio_net.ko.zst:" in modules_dep
     # slimmed: no apt lists, no documentation
@@ -98,8 +118,8 @@ def test_rootfs_holds_init_agent_and_compiled_bytecode(default_image: Image) -> 
     assert debugfs(rootfs, "cat /etc/hostname") == "cargobay\n"
 
 
-def test_initramfs_contents(default_image: Image) -> None:
-    directory, manifest = default_image
+def test_initramfs_contents(debian_image: Image) -> None:
+    directory, manifest = debian_image
     raw = gzip.decompress((directory / "initrd.img").read_bytes())
     entries = {e.name: e for e in read_newc(raw)}
     order = entries[MODULE_LIST].data.decode().split()

@@ -58,7 +58,7 @@ INPUTS = REPO / "examples" / "scenarios" / "inputs.yaml"
 
 
 async def test_the_inputs_example_reaches_the_guest_kernel(
-    default_image: tuple[Path, ImageManifest],
+    debian_image: tuple[Path, ImageManifest],
     libvirt_env: LibvirtEnv,
     test_paths: Paths,
     tmp_path: Path,

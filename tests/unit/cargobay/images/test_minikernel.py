@@ -129,25 +129,26 @@ def test_the_minimal_recipe_hashes_the_fragment(
 ) -> None:
     files, init = guest_files(), initramfs_init()
     package = KernelPackage("linux-source-6.1", "6.1.192-2", "6.1.192-cargobay-minimal")
-    minimal = recipe_for("minimal")
-    assert minimal.kernel == "minimal"
-    assert dataclasses.replace(minimal, kernel="debian") == DEFAULT_RECIPE
+    minimal, debian = recipe_for("default"), recipe_for("debian")
+    assert (minimal, minimal.kernel, debian.kernel) == (DEFAULT_RECIPE, "minimal", "debian")
+    assert dataclasses.replace(debian, kernel="minimal") == minimal  # the same rootfs
     before = recipe_hash(minimal, package, files, init)
-    assert before != recipe_hash(DEFAULT_RECIPE, package, files, init)
+    debian_before = recipe_hash(debian, package, files, init)
+    assert before != debian_before
     changed = tmp_path / "minimal.config"
     changed.write_bytes(CONFIG_FRAGMENT.read_bytes() + b"CONFIG_X=y\n")
     monkeypatch.setattr("cargobay.images.build.CONFIG_FRAGMENT", changed)
     assert recipe_hash(minimal, package, files, init) != before
     # Debian's kernel does not depend on the fragment.
-    assert recipe_hash(DEFAULT_RECIPE, package, files, init) == recipe_hash(
-        DEFAULT_RECIPE, package, files, init
-    )
+    assert recipe_hash(debian, package, files, init) == debian_before
 
 
 def test_recipe_for_overrides_the_kernel() -> None:
-    assert recipe_for("default").kernel == "debian"
-    assert recipe_for("minimal", "debian").kernel == "debian"
-    assert recipe_for("anything", "minimal").kernel == "minimal"
+    assert recipe_for("default").kernel == "minimal"
+    assert recipe_for("debian").kernel == "debian"
+    assert recipe_for("docker").kernel == "debian"  # dockerd loads Debian's modules
+    assert recipe_for("default", "debian").kernel == "debian"
+    assert recipe_for("anything").kernel == "minimal"
 
 
 def test_compile_lines_count_as_progress() -> None:
