@@ -249,6 +249,16 @@ def test_machine_page_runs_a_command_and_shows_logs_and_charts(gui: Gui, page: A
     # the console log, as the daemon serves it
     console = gui.api("GET", f"/v1/machines/{BOX}/logs", params={"tail": 50}).text
     last = next(line for line in reversed(console.splitlines()) if line.strip())
+    # the same log as server-sent events (what the page's EventSource reads)
+    events = gui.api(
+        "GET",
+        f"/v1/machines/{BOX}/logs",
+        params={"tail": 50},
+        headers={"Accept": "text/event-stream"},
+    )
+    assert events.headers["content-type"].startswith("text/event-stream")
+    assert f"data: {last.rstrip()}\n\n" in events.text
+    assert events.text.endswith("event: end\ndata: \n\n")
     logs = page.get_by_test_id("logs")
     page.wait_for_function(
         "([el, needle]) => el.textContent.includes(needle)",

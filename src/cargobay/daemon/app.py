@@ -49,6 +49,7 @@ from cargobay.daemon.schemas import (
     StartRequest,
     StopRequest,
 )
+from cargobay.daemon.sse import sse_lines
 from cargobay.errors import CargoBayError, Conflict, InvalidInput
 from cargobay.hypervisors import available as available_backends
 from cargobay.images.build import KernelKind
@@ -363,15 +364,29 @@ def create_app(state: DaemonState, *, recover: bool = True) -> FastAPI:
         "/v1/machines/{name}/logs",
         tags=["machines"],
         response_class=StreamingResponse,
-        responses={200: {"content": {"text/plain": {}}, "description": "The console log"}},
+        responses={
+            200: {
+                "content": {"text/plain": {}, "text/event-stream": {}},
+                "description": "The console log: plain text, or one server-sent event per "
+                "line (then `event: end`) when the request accepts text/event-stream",
+            }
+        },
     )
     async def machine_logs(
-        name: str, tail: int | None = Query(default=None, ge=0), follow: bool = False
+        request: Request,
+        name: str,
+        tail: int | None = Query(default=None, ge=0),
+        follow: bool = False,
     ) -> StreamingResponse:
         service.get_machine(name)  # 404 before the stream starts
-        return StreamingResponse(
-            service.logs(name, tail=tail, follow=follow), media_type="text/plain; charset=utf-8"
-        )
+        text = service.logs(name, tail=tail, follow=follow)
+        if "text/event-stream" in request.headers.get("accept", ""):
+            return StreamingResponse(
+                sse_lines(text),
+                media_type="text/event-stream",
+                headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
+            )
+        return StreamingResponse(text, media_type="text/plain; charset=utf-8")
 
     @app.get("/v1/images", response_model=list[ImageManifest], tags=["images"])
     async def list_images() -> list[ImageManifest]:

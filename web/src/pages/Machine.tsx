@@ -2,7 +2,7 @@
 // figures of its QEMU process), the console log followed live, and a command box that
 // runs `sh -c` in the guest and shows the output as it streams.
 import { FormEvent, useEffect, useRef, useState } from "react";
-import { api, b64text, Machine, Metrics, seg, streamEvents, streamText } from "../api";
+import { api, b64text, Machine, Metrics, seg, streamEvents } from "../api";
 import { Badge, bytes, Chart, ErrorBox, usePoll, when } from "../components";
 
 const HISTORY = 60;
@@ -31,17 +31,21 @@ function Logs({ name, running }: { name: string; running: boolean }) {
   const [error, setError] = useState<string | null>(null);
   const box = useRef<HTMLPreElement>(null);
   useEffect(() => {
-    const abort = new AbortController();
+    // Server-sent events: one per console line, then `end` (EventSource would otherwise
+    // reconnect to a log that no longer grows).
     setText("");
     setError(null);
-    streamText(
+    const source = new EventSource(
       `/v1/machines/${seg(name)}/logs?tail=300&follow=${running}`,
-      (chunk) => setText((t) => (t + chunk).slice(-200_000)),
-      { signal: abort.signal },
-    ).catch((err) => {
-      if (!abort.signal.aborted) setError(String(err.message ?? err));
-    });
-    return () => abort.abort();
+    );
+    source.onopen = () => setText(""); // a reconnect sends the tail again
+    source.onmessage = (event) => setText((t) => (t + event.data + "\n").slice(-200_000));
+    source.addEventListener("end", () => source.close());
+    source.onerror = () => {
+      if (source.readyState === EventSource.CLOSED) setError("the log stream was refused");
+      else if (!running) source.close();
+    };
+    return () => source.close();
   }, [name, running]);
   useEffect(() => {
     if (box.current) box.current.scrollTop = box.current.scrollHeight;
