@@ -56,6 +56,7 @@ from cargobay.images.minikernel import (
     build_minimal_kernel,
     describe,
     find_source,
+    kernel_key,
     kernel_release,
 )
 from cargobay.images.rootfs import GuestFile, assemble, guest_path, make_ext4
@@ -191,7 +192,7 @@ def recipe_hash(
         "base": base_hash(recipe.suite, recipe.arch, recipe.packages),
         "kernel": [kernel.name, kernel.version, kernel.release],
         **(
-            {"kernel_config": hashlib.sha256(CONFIG_FRAGMENT.read_bytes()).hexdigest()}
+            {"kernel_build": kernel_key(CONFIG_FRAGMENT.read_bytes(), kernel.version)}
             if recipe.kernel == "minimal"
             else {}
         ),

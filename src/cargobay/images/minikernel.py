@@ -31,6 +31,7 @@ import tempfile
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import IO
 
@@ -44,9 +45,9 @@ __all__ = [
     "MinimalKernel",
     "MinimalSource",
     "build_minimal_kernel",
-    "config_hash",
-    "dropped_options",
+        "dropped_options",
     "find_source",
+    "kernel_key",
     "kernel_release",
     "missing_toolchain",
     "parse_config",
@@ -56,7 +57,7 @@ SOURCE_PACKAGE = "linux-source-6.1"
 SOURCE_DIR = Path("/usr/src")
 CONFIG_FRAGMENT = Path(__file__).parent / "kconfig" / "minimal.config"
 LOCALVERSION = "-cargobay-minimal"
-BUILD_FORMAT = 1
+BUILD_FORMAT = 2
 """Bump when the build changes in a way the fragment and the source version do not show."""
 
 KERNEL_TOOLCHAIN: Mapping[str, str] = {
@@ -147,9 +148,11 @@ def dropped_options(wanted: Mapping[str, str], final: Mapping[str, str]) -> list
     return dropped
 
 
-def config_hash(fragment: bytes, source: MinimalSource) -> str:
+def kernel_key(fragment: bytes, source_version: str) -> str:
+    """What identifies a build: the build format, the source version and the fragment
+    (the cache directory's name, and part of the recipe hash of images using it)."""
     digest = hashlib.sha256()
-    digest.update(f"{BUILD_FORMAT}\n{SOURCE_PACKAGE} {source.version}\n".encode())
+    digest.update(f"{BUILD_FORMAT}\n{SOURCE_PACKAGE} {source_version}\n".encode())
     digest.update(fragment)
     return digest.hexdigest()
 
@@ -216,7 +219,7 @@ def build_minimal_kernel(
     """The minimal kernel from the cache, or built into it (minutes: 2 cores take ~10)."""
     source = find_source(runner)
     fragment = CONFIG_FRAGMENT.read_bytes()
-    key = config_hash(fragment, source)
+    key = kernel_key(fragment, source.version)
     cache = cache / "minikernel"
     target = cache / key[:16]
     found = _cached(target)
@@ -269,7 +272,10 @@ def _build(
             what=f"unpacking {source.tarball}",
         )
         on_progress(0.03, "configuring: tinyconfig + kconfig/minimal.config")
-        built = _configure_and_make(runner, tree, fragment, jobs, _units_hint(cache), on_progress)
+        stamp = _source_date(source)
+        built = _configure_and_make(
+            runner, tree, fragment, jobs, _units_hint(cache), stamp, on_progress
+        )
         staged = work / "out"
         staged.mkdir()
         shutil.copyfile(tree / "arch" / "x86" / "boot" / "bzImage", staged / "bzImage")
@@ -298,12 +304,20 @@ def _build(
     return kernel
 
 
+def _source_date(source: MinimalSource) -> str:
+    """The build date ``uname -v`` shows: the source tarball's date, so that the same
+    source and fragment give the same kernel on every machine."""
+    stamp = datetime.fromtimestamp(source.tarball.stat().st_mtime, UTC)
+    return stamp.strftime("%a %b %d %H:%M:%S UTC %Y")
+
+
 def _configure_and_make(
     runner: ToolRunner,
     tree: Path,
     fragment: bytes,
     jobs: int | None,
     units_hint: int,
+    timestamp: str,
     on_progress: Callable[[float, str], None],
 ) -> tuple[str, int]:
     """Configure and build in ``tree``; returns (kernel release, compile steps)."""
@@ -311,7 +325,7 @@ def _configure_and_make(
         "LOCALVERSION": "",
         "KBUILD_BUILD_USER": "cargobay",
         "KBUILD_BUILD_HOST": "cargobay",
-        "KBUILD_BUILD_TIMESTAMP": "1970-01-01",
+        "KBUILD_BUILD_TIMESTAMP": timestamp,
     }
     make: list[str | os.PathLike[str]] = ["make", "-C", tree]
     runner.run([*make, "tinyconfig"], what="make tinyconfig", env=env)
