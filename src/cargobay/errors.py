@@ -438,3 +438,23 @@ class NoDockerEngine(DockerSocketError, NotFound):
 ERROR_TYPES.update(
     {cls.code: cls for cls in (DockerSocketError, DockerSocketInUse, NoDockerEngine)}
 )
+
+
+# --- configuration and platforms (cargobay.config, cargobay.platforms) -------------------
+#
+#   ConfigError (400)                 config.yaml or a sandbox setting is invalid; the
+#                                     message starts with the key path (also InvalidInput)
+#   PlatformError (500)               a platform layer (Lima, WSL2) cannot do what was asked
+
+
+class ConfigError(InvalidInput):
+    code = "config_error"
+    status = 400
+
+
+class PlatformError(CargoBayError):
+    code = "platform_error"
+    status = 500
+
+
+ERROR_TYPES.update({cls.code: cls for cls in (ConfigError, PlatformError)})

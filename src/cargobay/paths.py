@@ -5,8 +5,9 @@
     cache    $XDG_CACHE_HOME/cargobay    (~/.cache/cargobay)         downloads, the KVM probe
     runtime  $XDG_RUNTIME_DIR/cargobay, else /run/cargobay for root, else /tmp/cargobay-UID
                                                                      sockets, pid files
+    config   $XDG_CONFIG_HOME/cargobay   (~/.config/cargobay)        config.yaml
 
-``CARGOBAY_HOME=DIR`` puts all four under DIR (tests use it; the runtime part is kept
+``CARGOBAY_HOME=DIR`` puts all five under DIR (tests use it; the runtime part is kept
 short because Unix socket paths are limited to 107 bytes).  ``CARGOBAY_IMAGES=DIR``
 moves just the image store, so many test homes can share one built image.
 """
@@ -30,6 +31,7 @@ class Paths:
     cache: Path
     runtime: Path
     images_override: Path | None = None
+    config_dir: Path | None = None
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Paths:
@@ -39,7 +41,14 @@ class Paths:
         home = env.get("CARGOBAY_HOME")
         if home:
             base = Path(home).absolute()
-            return cls(base / "data", base / "state", base / "cache", base / "run", images_override)
+            return cls(
+                base / "data",
+                base / "state",
+                base / "cache",
+                base / "run",
+                images_override,
+                base / "config",
+            )
         user_home = Path(env.get("HOME") or Path.home())
 
         def xdg(var: str, default: Path) -> Path:
@@ -59,6 +68,7 @@ class Paths:
             cache=xdg("XDG_CACHE_HOME", user_home / ".cache"),
             runtime=runtime,
             images_override=images_override,
+            config_dir=xdg("XDG_CONFIG_HOME", user_home / ".config"),
         )
 
     # -- well-known locations -----------------------------------------------------------
@@ -71,6 +81,15 @@ class Paths:
     def machines(self) -> Path:
         """Per-machine persistent files (data disk, console log): machines/<id>/."""
         return self.data / "machines"
+
+    @property
+    def config(self) -> Path:
+        """The configuration directory (``config.yaml``); next to data when not set."""
+        return self.config_dir or self.data.parent / "config"
+
+    @property
+    def config_file(self) -> Path:
+        return self.config / "config.yaml"
 
     @property
     def db(self) -> Path:

@@ -1,12 +1,13 @@
 """``aiva``: seed 004's command line, the machine verbs at top level.
 
-    aiva init NAME [--template minimal|standard|performance]
+    aiva init NAME [--template minimal|standard|performance|mcp-server|agent|inference]
     aiva start NAME [--cpus N --memory 512MB --disk 2GB --ports 8080:80 ...]
     aiva stop NAME [--force]
     aiva status [NAME] [--format table|json|yaml]
     aiva exec NAME -- CMD...
     aiva logs NAME [--follow] [--tail N]
     aiva rm NAME
+    aiva config NAME list | get KEY | set KEY VALUE
     aiva templates
 
 The same verbs as ``cargobay vm`` (one implementation, ``cargobay.cli.machines``); the
@@ -21,7 +22,13 @@ from cargobay.cli import machines as verbs
 from cargobay.cli.app import new_app
 from cargobay.cli.inputs import format_mib
 from cargobay.cli.output import Format, emit_document, pick_format, print_table
-from cargobay.cli.templates import SEED_PROFILES, host_resources, scale_factor, scaled_profiles
+from cargobay.cli.templates import (
+    SEED_PROFILES,
+    host_resources,
+    scale_factor,
+    scaled_profiles,
+    shipped_templates,
+)
 
 __all__ = ["app", "main"]
 
@@ -54,6 +61,10 @@ def templates(fmt: verbs.FormatOpt = None, json_flag: verbs.JsonOpt = False) -> 
                 }
                 for p in profiles.values()
             ],
+            "shipped": [
+                {"name": t.name, **t.model_dump(exclude={"name"}, mode="json")}
+                for t in shipped_templates().values()
+            ],
         }
         emit_document(doc, out)
         return
@@ -70,6 +81,17 @@ def templates(fmt: verbs.FormatOpt = None, json_flag: verbs.JsonOpt = False) -> 
                 p.purpose,
             ]
             for p in profiles.values()
+        ]
+        + [
+            [
+                t.name,
+                str(profiles[t.profile].cpus),
+                format_mib(profiles[t.profile].memory_mib),
+                format_mib(profiles[t.profile].disk_mib),
+                f"{t.profile}, {t.image}" + (f", {','.join(t.ports)}" if t.ports else ""),
+                t.description,
+            ]
+            for t in shipped_templates().values()
         ],
     )
 

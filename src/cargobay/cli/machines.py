@@ -69,8 +69,9 @@ TemplateOpt = Annotated[
     str | None,
     typer.Option(
         "--template",
-        help="Resource profile: minimal, standard or performance, scaled to this host "
-        "(see `aiva templates`); --cpus/--memory/--disk override it.",
+        help="Resource profile (minimal, standard, performance: scaled to this host) or "
+        "shipped template (mcp-server, agent, inference); see `aiva templates`. "
+        "--image/--cpus/--memory/--disk/--ports override it.",
     ),
 ]
 BootTimeoutOpt = Annotated[
@@ -110,14 +111,9 @@ def resources(
 ) -> dict[str, Any]:
     """Checked creation arguments; a template fills what the options leave out."""
     spec: dict[str, Any] = {}
-    if template is not None:
-        profile = resolve_template(template)
-        spec.update(
-            template=profile.name,
-            cpus=profile.cpus,
-            memory=f"{profile.memory_mib}MB",
-            disk=f"{profile.disk_mib}MB",
-        )
+    if template is not None:  # checked here for a quick answer; the daemon resolves it
+        resolve_template(template)
+        spec["template"] = template.strip().lower()
     if cpus is not None:
         spec["cpus"] = cpus
     if (mem := size_arg(memory, "memory")) is not None:
@@ -406,5 +402,8 @@ def register(app: typer.Typer, *, aiva: bool) -> None:
     if not aiva:
         verbs += [("pause", pause), ("resume", resume), ("ls", ls)]
     verbs += [("status", status), ("exec", exec_), ("logs", logs), ("rm", rm)]
+    from cargobay.cli.config import machine_config
+
+    verbs.append(("config", machine_config))
     for name, func in verbs:
         app.command(name, epilog=EXIT_CODES_HELP)(func)

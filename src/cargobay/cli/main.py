@@ -26,6 +26,7 @@ import typer
 
 from cargobay.cli import apps as app_verbs
 from cargobay.cli import compose as compose_verbs
+from cargobay.cli import config as config_verbs
 from cargobay.cli import containers as container_verbs
 from cargobay.cli import docker_socket as docker_socket_verbs
 from cargobay.cli import hosts as host_verbs
@@ -75,6 +76,7 @@ app.add_typer(scenario_verbs.app, name="test")
 app.add_typer(container_verbs.app)  # engine, images, containers (top-level groups)
 app.add_typer(compose_verbs.app, name="compose")
 app.add_typer(app_verbs.app, name="app")
+app.add_typer(config_verbs.app, name="config")
 app.command("docker-socket")(docker_socket_verbs.docker_socket)
 app.command("mcp")(mcp_verbs.mcp)
 app.command("ui")(ui_verbs.ui)

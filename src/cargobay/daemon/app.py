@@ -37,6 +37,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 import cargobay
 from cargobay.daemon import hosts as hosts_api
+from cargobay.daemon.machine_config import new_machine
 from cargobay.daemon.schemas import (
     API_VERSION,
     ERROR_RESPONSES,
@@ -299,15 +300,7 @@ def create_app(state: DaemonState, *, recover: bool = True) -> FastAPI:
 
     @app.post("/v1/machines", status_code=201, response_model=Machine, tags=["machines"])
     async def create_machine(body: CreateMachineRequest) -> Machine:
-        vm = service.validate(
-            body.name,
-            image=body.image,
-            cpus=body.cpus,
-            memory=body.memory,
-            disk=body.disk,
-            ports=body.ports,
-            template=body.template,
-        )
+        vm = new_machine(service, state.paths, body)  # template, then config.yaml defaults
         return machine(await service.create(vm, start=body.start, boot_timeout=body.boot_timeout))
 
     @app.get("/v1/machines/{name}", response_model=Machine, tags=["machines"])
@@ -433,6 +426,9 @@ def create_app(state: DaemonState, *, recover: bool = True) -> FastAPI:
     from cargobay.daemon.machine_files import router as files_router
 
     app.include_router(files_router)
+    from cargobay.daemon.machine_config import router as machine_config_router
+
+    app.include_router(machine_config_router)
     from cargobay.daemon.containers import router as engine_router
 
     app.include_router(engine_router)

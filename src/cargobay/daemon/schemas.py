@@ -44,12 +44,20 @@ class SpiceProbeRequest(_Request):
 
 class CreateMachineRequest(_Request):
     name: str = Field(description="Machine name: 1-63 of a-z 0-9 - _ . starting alphanumeric.")
-    image: str = "default"
-    cpus: int = 1
-    memory: str | int = Field(default="512MB", description="512MB, 1GB, 1.5GiB or MiB as a number.")
-    disk: str | int = Field(default="2GB", description="Size of the machine's data disk.")
-    ports: list[str] = Field(default_factory=list, description="HOST:GUEST[/udp] mappings.")
-    template: str | None = None
+    # Left out: the template's value, else config.yaml's defaults (cargobay.config).
+    image: str | None = Field(default=None, description="Image to boot (default: default).")
+    cpus: int | None = Field(default=None, description="vCPUs (default: config.yaml).")
+    memory: str | int | None = Field(
+        default=None, description="512MB, 1GB, 1.5GiB or MiB as a number (default: config.yaml)."
+    )
+    disk: str | int | None = Field(
+        default=None, description="Size of the machine's data disk (default: config.yaml)."
+    )
+    ports: list[str] | None = Field(default=None, description="HOST:GUEST[/udp] mappings.")
+    env: dict[str, str] | None = Field(default=None, description="Environment of the sandbox.")
+    template: str | None = Field(
+        default=None, description="A resource profile or shipped template (aiva templates)."
+    )
     start: bool = True
     boot_timeout: float = Field(default=120.0, description="Seconds to wait for the guest agent.")
 

@@ -68,6 +68,7 @@ from cargobay.machines.models import (
     VMStateKind,
 )
 from cargobay.machines.process import ProcessWatcher, process_alive, wait_process_exit
+from cargobay.machines.settings import Plan, grow_data_disk, plan_changes
 from cargobay.machines.validation import check_boot_timeout, check_host_ports, new_instance
 from cargobay.paths import Paths
 from cargobay.store import Store
@@ -464,6 +465,15 @@ class MachineService:
         self._clean_run_dir(vm)
         self._remove_files(vm)
         self.store.delete_machine(vm.id)
+
+    async def configure(self, name: str, changes: dict[str, object]) -> tuple[VMInstance, Plan]:
+        """Change settings of machine ``name`` (``machines.settings``): all or none."""
+        async with self._operation(name, "being reconfigured"):
+            vm = self.store.get_machine(name)
+            plan = plan_changes(vm, changes, self.store.list_machines())
+            if plan.grow_disk_to_mb is not None:
+                await grow_data_disk(self.data_disk(vm), plan.grow_disk_to_mb)
+            return self.store.save_machine(vm.model_copy(update={"config": plan.config})), plan
 
     # -- stop / pause / resume / delete ---------------------------------------------------
 

@@ -124,23 +124,30 @@ class _Requests:
     @staticmethod
     def create_machine(
         name: str,
-        image: str,
-        cpus: int,
-        memory: str | int,
-        disk: str | int,
-        ports: Sequence[str],
+        image: str | None,
+        cpus: int | None,
+        memory: str | int | None,
+        disk: str | int | None,
+        ports: Sequence[str] | None,
         template: str | None,
         start: bool,
         boot_timeout: float,
+        env: Mapping[str, str] | None = None,
     ) -> _Call:
-        body = {
-            "name": name,
+        # Left-out values are not sent: the daemon fills them from the template, then
+        # from config.yaml's defaults.
+        given = {
             "image": image,
             "cpus": cpus,
             "memory": memory,
             "disk": disk,
-            "ports": list(ports),
+            "ports": None if ports is None else list(ports),
+            "env": None if env is None else dict(env),
             "template": template,
+        }
+        body = {
+            "name": name,
+            **{k: v for k, v in given.items() if v is not None},
             "start": start,
             "boot_timeout": boot_timeout,
         }
@@ -149,6 +156,14 @@ class _Requests:
     @staticmethod
     def get_machine(name: str) -> _Call:
         return _Call("GET", f"/v1/machines/{_seg(name)}")
+
+    @staticmethod
+    def machine_config(name: str) -> _Call:
+        return _Call("GET", f"/v1/machines/{_seg(name)}/config")
+
+    @staticmethod
+    def set_machine_config(name: str, settings: Mapping[str, Any]) -> _Call:
+        return _Call("PATCH", f"/v1/machines/{_seg(name)}/config", json={"set": dict(settings)})
 
     @staticmethod
     def start(name: str, boot_timeout: float) -> _Call:
@@ -385,23 +400,34 @@ class CargoBayClient:
         self,
         name: str,
         *,
-        image: str = "default",
-        cpus: int = 1,
-        memory: str | int = "512MB",
-        disk: str | int = "2GB",
-        ports: Sequence[str] = (),
+        image: str | None = None,
+        cpus: int | None = None,
+        memory: str | int | None = None,
+        disk: str | int | None = None,
+        ports: Sequence[str] | None = None,
         template: str | None = None,
         start: bool = True,
         boot_timeout: float = 120.0,
+        env: Mapping[str, str] | None = None,
     ) -> dict[str, Any]:
         call = _Requests.create_machine(
-            name, image, cpus, memory, disk, ports, template, start, boot_timeout
+            name, image, cpus, memory, disk, ports, template, start, boot_timeout, env
         )
         result: dict[str, Any] = self._request(call)
         return result
 
     def get_machine(self, name: str) -> dict[str, Any]:
         result: dict[str, Any] = self._request(_Requests.get_machine(name))
+        return result
+
+    def machine_config(self, name: str) -> dict[str, Any]:
+        """A machine's settings: ``{"name", "settings": {cpus, memory, ...}}``."""
+        result: dict[str, Any] = self._request(_Requests.machine_config(name))
+        return result
+
+    def set_machine_config(self, name: str, settings: Mapping[str, Any]) -> dict[str, Any]:
+        """Change settings all at once (none if one is invalid); says what needs a restart."""
+        result: dict[str, Any] = self._request(_Requests.set_machine_config(name, settings))
         return result
 
     def start(self, name: str, *, boot_timeout: float = 120.0) -> dict[str, Any]:
@@ -595,23 +621,32 @@ class AsyncCargoBayClient:
         self,
         name: str,
         *,
-        image: str = "default",
-        cpus: int = 1,
-        memory: str | int = "512MB",
-        disk: str | int = "2GB",
-        ports: Sequence[str] = (),
+        image: str | None = None,
+        cpus: int | None = None,
+        memory: str | int | None = None,
+        disk: str | int | None = None,
+        ports: Sequence[str] | None = None,
         template: str | None = None,
         start: bool = True,
         boot_timeout: float = 120.0,
+        env: Mapping[str, str] | None = None,
     ) -> dict[str, Any]:
         call = _Requests.create_machine(
-            name, image, cpus, memory, disk, ports, template, start, boot_timeout
+            name, image, cpus, memory, disk, ports, template, start, boot_timeout, env
         )
         result: dict[str, Any] = await self._request(call)
         return result
 
     async def get_machine(self, name: str) -> dict[str, Any]:
         result: dict[str, Any] = await self._request(_Requests.get_machine(name))
+        return result
+
+    async def machine_config(self, name: str) -> dict[str, Any]:
+        result: dict[str, Any] = await self._request(_Requests.machine_config(name))
+        return result
+
+    async def set_machine_config(self, name: str, settings: Mapping[str, Any]) -> dict[str, Any]:
+        result: dict[str, Any] = await self._request(_Requests.set_machine_config(name, settings))
         return result
 
     async def start(self, name: str, *, boot_timeout: float = 120.0) -> dict[str, Any]:
