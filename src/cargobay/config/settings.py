@@ -305,36 +305,34 @@ def _split(key: str) -> list[str]:
     return parts
 
 
-def get_key(config: Config, key: str) -> Any:
-    """The value at dotted ``key`` (a section gives a mapping)."""
-    node: Any = config.model_dump(mode="json")
-    for i, part in enumerate(_split(key)):
+def _walk(doc: dict[str, Any], parts: list[str], key: str) -> Any:
+    """The node at ``parts`` in ``doc``; a ConfigError naming the whole ``key`` if none."""
+    node: Any = doc
+    for i, part in enumerate(parts):
         if not isinstance(node, dict) or part not in node:
             known = ", ".join(node) if isinstance(node, dict) else "none (it is a value)"
-            where = ".".join(_split(key)[:i]) or "the top level"
+            where = ".".join(parts[:i]) or "the top level"
             raise ConfigError(f"{key}: unknown key; the keys under {where} are: {known}")
         node = node[part]
     return node
+
+
+def get_key(config: Config, key: str) -> Any:
+    """The value at dotted ``key`` (a section gives a mapping)."""
+    return _walk(config.model_dump(mode="json"), _split(key), key)
 
 
 def set_key(config: Config, key: str, value: str) -> Config:
     """``config`` with ``key`` set to ``value`` (YAML: ``4`` is a number, ``[a, b]`` a
     list, ``true`` a boolean); the result is validated as a whole."""
     parts = _split(key)
-    get_key(config, ".".join(parts[:-1])) if len(parts) > 1 else None
+    doc = config.model_dump(mode="json")
+    _walk(doc, parts, key)
+    node = _walk(doc, parts[:-1], key)
     try:
         parsed = yaml.safe_load(value) if value.strip() else value
     except yaml.YAMLError:
         parsed = value
-    doc = config.model_dump(mode="json")
-    node = doc
-    for part in parts[:-1]:
-        node = node[part]
-    if parts[-1] not in node:
-        raise ConfigError(
-            f"{key}: unknown key; the keys under {'.'.join(parts[:-1]) or 'the top level'} "
-            f"are: {', '.join(node)}"
-        )
     if isinstance(node[parts[-1]], dict):
         raise ConfigError(
             f"{key}: is a section; set one of its keys, like {key}.{next(iter(node[parts[-1]]))}"
