@@ -53,6 +53,15 @@ def test_config_yaml_defaults_apply_to_a_new_machine(bay: Bay) -> None:
     for name in ("plain", "explicit"):
         assert bay.aiva("rm", name).returncode == 0
 
+    # A broken file (edited by hand) is refused by the daemon, naming the key and the file.
+    path.write_text("defaults:\n  cpus: many\n")
+    broken = bay.aiva("init", "broken")
+    assert broken.returncode == 2, broken
+    assert "defaults.cpus:" in broken.error_line
+    assert str(path) in broken.error_line
+    assert "broken" not in {m["name"] for m in bay.machines()}
+    path.unlink()
+
 
 def test_template_then_config_get_set(bay: Bay) -> None:
     r = bay.aiva("init", "mcp", "--template", "mcp-server")
