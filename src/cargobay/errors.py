@@ -458,3 +458,16 @@ class PlatformError(CargoBayError):
 
 
 ERROR_TYPES.update({cls.code: cls for cls in (ConfigError, PlatformError)})
+
+
+# Plugins (issue 7):
+#   PluginError (500)                 a plugin failed to load, initialize or run a hook; the
+#                                     daemon records it (GET /v1/plugins) and carries on
+
+
+class PluginError(CargoBayError):
+    code = "plugin_error"
+    status = 500
+
+
+ERROR_TYPES.update({PluginError.code: PluginError})

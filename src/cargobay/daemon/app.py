@@ -59,6 +59,8 @@ from cargobay.machines.agent import ExecExit, ExecOutput, ExecRequest, ExecStart
 from cargobay.machines.models import VMInstance
 from cargobay.machines.service import MachineService
 from cargobay.paths import Paths
+from cargobay.plugins import PluginInfo, PluginManager
+from cargobay.plugins.loading import load_plugins
 
 __all__ = ["DaemonState", "ImageCatalog", "create_app"]
 
@@ -89,6 +91,7 @@ class DaemonState:
     images: ImageCatalog
     request_shutdown: Callable[[], None] = lambda: None
     started: float = field(default_factory=time.monotonic)
+    plugins: PluginManager = field(default_factory=PluginManager)
 
 
 # -- error handling -----------------------------------------------------------------------
@@ -229,6 +232,7 @@ def create_app(state: DaemonState, *, recover: bool = True) -> FastAPI:
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         if recover:
             await state.service.recover()
+        await load_plugins(state)
         hosts_api.startup(app)
         try:
             yield
@@ -293,6 +297,11 @@ def create_app(state: DaemonState, *, recover: bool = True) -> FastAPI:
                 "log": str(state.paths.daemon_log),
             },
         )
+
+    @app.get("/v1/plugins", response_model=list[PluginInfo], tags=["plugins"])
+    async def list_plugins() -> list[PluginInfo]:
+        """The plugins of entry-point group ``cargobay.plugins``, with any load error."""
+        return state.plugins.infos()
 
     @app.get("/v1/machines", response_model=list[Machine], tags=["machines"])
     async def list_machines() -> list[Machine]:

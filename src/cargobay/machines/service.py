@@ -38,6 +38,7 @@ import time
 from collections.abc import AsyncIterator, Callable
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 from cargobay.errors import (
     CargoBayError,
@@ -109,6 +110,9 @@ class MachineService:
         self._busy: dict[str, str] = {}
         self._agents = AgentPool(agent_connector)
         self._monitor = ProcessWatcher()
+        self.hooks: Any = None
+        """Plugin hooks (``cargobay.plugins.PluginManager``): ``await vm_started(vm)`` /
+        ``vm_stopped(vm)``; they never raise."""
 
     # -- collaborators --------------------------------------------------------------------
 
@@ -410,6 +414,8 @@ class MachineService:
         self._agents.put(vm.id, agent)
         self._start_monitor(vm, handle)
         log.info("machine %s is running (pid %d, %.1f s)", vm.name, handle.pid, boot_seconds)
+        if self.hooks is not None:
+            await self.hooks.vm_started(vm)
         return vm
 
     async def _wait_for_agent(
@@ -501,7 +507,10 @@ class MachineService:
                 await self._graceful_stop(vm, hv, handle, timeout)
         await self._agents.drop(vm.id)
         self._clean_run_dir(vm)
-        return self.store.transition(vm, _STOPPED, _stopped_runtime(vm))
+        vm = self.store.transition(vm, _STOPPED, _stopped_runtime(vm))
+        if self.hooks is not None:
+            await self.hooks.vm_stopped(vm)
+        return vm
 
     async def _graceful_stop(
         self, vm: VMInstance, hv: Hypervisor, handle: VMHandle, timeout: float
