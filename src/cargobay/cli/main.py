@@ -32,6 +32,7 @@ from cargobay.cli import docker_socket as docker_socket_verbs
 from cargobay.cli import hosts as host_verbs
 from cargobay.cli import machines as verbs
 from cargobay.cli import mcp as mcp_verbs
+from cargobay.cli import plugins as plugin_verbs
 from cargobay.cli import scenarios as scenario_verbs
 from cargobay.cli import ui as ui_verbs
 from cargobay.cli.app import EXIT_CODES_HELP, EXIT_DAEMON, new_app
@@ -77,6 +78,7 @@ app.add_typer(container_verbs.app)  # engine, images, containers (top-level grou
 app.add_typer(compose_verbs.app, name="compose")
 app.add_typer(app_verbs.app, name="app")
 app.add_typer(config_verbs.app, name="config")
+app.add_typer(plugin_verbs.app, name="plugins")
 app.command("docker-socket")(docker_socket_verbs.docker_socket)
 app.command("mcp")(mcp_verbs.mcp)
 app.command("ui")(ui_verbs.ui)

@@ -114,6 +114,10 @@ class _Requests:
         return _Call("GET", "/v1/info", timeout=10.0)
 
     @staticmethod
+    def list_plugins() -> _Call:
+        return _Call("GET", "/v1/plugins", timeout=10.0)
+
+    @staticmethod
     def spice_probe(body: dict[str, Any]) -> _Call:
         return _Call("POST", "/v1/spice/probe", json=body, timeout=float(body["timeout"]) + 5)
 
@@ -376,6 +380,11 @@ class CargoBayClient:
         result: dict[str, Any] = self._request(_Requests.info())
         return result
 
+    def list_plugins(self) -> list[dict[str, Any]]:
+        """The daemon's plugins (entry-point group ``cargobay.plugins``), with load errors."""
+        result: list[dict[str, Any]] = self._request(_Requests.list_plugins())
+        return result
+
     def spice_probe(
         self,
         host: str,
@@ -611,6 +620,10 @@ class AsyncCargoBayClient:
 
     async def info(self) -> dict[str, Any]:
         result: dict[str, Any] = await self._request(_Requests.info())
+        return result
+
+    async def list_plugins(self) -> list[dict[str, Any]]:
+        result: list[dict[str, Any]] = await self._request(_Requests.list_plugins())
         return result
 
     async def list_machines(self) -> list[dict[str, Any]]:
