@@ -21,6 +21,7 @@ from typing import Any, Protocol, runtime_checkable
 from cargobay.errors import HypervisorError, NotFound
 
 __all__ = [
+    "BlockStatsSource",
     "Features",
     "Hypervisor",
     "VMHandle",
@@ -137,6 +138,16 @@ class Hypervisor(Protocol):
         ...
 
     def console_log(self, handle: VMHandle) -> Path: ...
+
+
+@runtime_checkable
+class BlockStatsSource(Protocol):
+    """A backend that can report per-drive I/O counters (``cargobay.machines.metrics``);
+    one that cannot simply does not have the method, and its machines show no disk I/O."""
+
+    async def block_stats(self, handle: VMHandle) -> list[dict[str, Any]]:
+        """``[{"drive", "read_bytes", "write_bytes", "read_ops", "write_ops"}]``."""
+        ...
 
 
 _REGISTRY: dict[str, Callable[[], Hypervisor]] = {}

@@ -422,6 +422,12 @@ class QemuHypervisor:
         state = result.get("status") if isinstance(result, dict) else None
         return _RUNSTATES.get(str(state), VMStatus.UNKNOWN)
 
+    async def block_stats(self, handle: VMHandle) -> list[dict[str, Any]]:
+        """Per-drive I/O counters from QMP ``query-blockstats``."""
+        async with self._lock(handle):
+            self._require_alive(handle, "read the disk counters of")
+            return parse_blockstats(await self._qmp(handle, "query-blockstats"))
+
     # -- QMP -----------------------------------------------------------------------------
 
     def _lock(self, handle: VMHandle) -> asyncio.Lock:
@@ -481,6 +487,25 @@ class QemuHypervisor:
     ) -> object:
         async with self._session(handle, timeout) as qmp:
             return await qmp.execute(command, arguments)
+
+
+def parse_blockstats(result: object) -> list[dict[str, Any]]:
+    """The answer of ``query-blockstats`` as ``{"drive", "read_bytes", ...}`` rows; a drive
+    is named by its ``-drive id`` (``device``), else its qdev path or node name."""
+    rows: list[dict[str, Any]] = []
+    for entry in result if isinstance(result, list) else []:
+        stats = entry.get("stats") or {}
+        drive = entry.get("device") or entry.get("qdev") or entry.get("node-name") or "?"
+        rows.append(
+            {
+                "drive": str(drive),
+                "read_bytes": int(stats.get("rd_bytes", 0)),
+                "write_bytes": int(stats.get("wr_bytes", 0)),
+                "read_ops": int(stats.get("rd_operations", 0)),
+                "write_ops": int(stats.get("wr_operations", 0)),
+            }
+        )
+    return rows
 
 
 class _CidInUse(Exception):

@@ -1,7 +1,8 @@
 """The endpoints the web GUI needs beyond the rest of the API, and the GUI itself.
 
-- ``GET /v1/machines/{name}/metrics``: host-side CPU % and resident memory of the
-  machine's QEMU process (:mod:`.metrics`), for the detail page's charts;
+- ``GET /v1/machines/{name}/metrics``: host-side CPU %, resident memory, uptime and disk
+  I/O of the machine's QEMU process and the guest's memory/CPU/uptime
+  (:mod:`cargobay.machines.metrics`), for the detail page's charts;
 - ``GET /v1/daemon/ui``: how to reach the GUI: the TCP address and, for a caller on the Unix
   socket (or one that already has the token), the address with the token
   (``cargobay ui``);
@@ -18,7 +19,6 @@ from __future__ import annotations
 import contextlib
 import os
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -27,8 +27,8 @@ from fastapi.responses import HTMLResponse, RedirectResponse
 from fastapi.staticfiles import StaticFiles
 from pydantic import BaseModel, ConfigDict, Field
 
-from cargobay.daemon.webui.metrics import CpuMeter, sample
 from cargobay.errors import CargoBayError, Conflict, InvalidInput, NotFound
+from cargobay.machines.metrics import MachineMetrics, MetricsCollector
 
 __all__ = ["DIST", "UiAccess", "mount_ui", "router"]
 
@@ -37,7 +37,6 @@ DIST = Path(__file__).resolve().parent / "dist"
 COMPOSE_SUFFIXES = (".yml", ".yaml")
 
 router = APIRouter()
-_meter = CpuMeter()
 
 
 @dataclass(frozen=True, slots=True)
@@ -50,42 +49,16 @@ class UiAccess:
     token_file: Path
 
 
-class MachineMetrics(BaseModel):
-    name: str
-    state: str
-    pid: int | None = Field(description="the hypervisor process (None: not running)")
-    cpu_percent: float | None = Field(
-        description="host CPU % of that process since the previous reading (100 = one CPU); "
-        "None on the first reading"
-    )
-    cpu_seconds: float | None
-    rss_bytes: int | None
-    memory_limit_bytes: int = Field(description="the machine's configured memory")
-    time: datetime
-
-
 @router.get("/v1/machines/{name}/metrics", response_model=MachineMetrics, tags=["machines"])
 async def machine_metrics(request: Request, name: str) -> MachineMetrics:
-    from cargobay.hypervisors.process import is_same_process
-
-    vm = request.app.state.daemon.service.get_machine(name)
-    handle = vm.runtime.handle or {}
-    pid = handle.get("pid") if vm.state.kind in ("running", "paused", "stopping") else None
-    reading = None
-    if isinstance(pid, int):
-        extra = handle.get("extra") or {}
-        if is_same_process(pid, extra.get("proc_start"), extra.get("boot_id"), vm.id):
-            reading = sample(pid)
-    return MachineMetrics(
-        name=vm.name,
-        state=vm.state.kind.value,
-        pid=reading.pid if reading else None,
-        cpu_percent=_meter.percent(reading) if reading else None,
-        cpu_seconds=round(reading.cpu_seconds, 2) if reading else None,
-        rss_bytes=reading.rss_bytes if reading else None,
-        memory_limit_bytes=vm.config.memory_mb * 1024 * 1024,
-        time=datetime.now(UTC),
-    )
+    """Host-side CPU %, RSS, uptime and disk I/O of the machine's hypervisor process, and
+    the guest's memory, CPU % and uptime from its /proc (``cargobay.machines.metrics``)."""
+    collector = getattr(request.app.state, "metrics_collector", None)
+    if collector is None:
+        collector = MetricsCollector(request.app.state.daemon.service)
+        request.app.state.metrics_collector = collector
+    result: MachineMetrics = await collector.collect(name)
+    return result
 
 
 def _over_unix(request: Request) -> bool:
