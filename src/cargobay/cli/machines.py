@@ -18,6 +18,7 @@ import typer
 
 from cargobay.cli.app import EXIT_CODES_HELP, EXIT_TIMEOUT, fail
 from cargobay.cli.inputs import parse_env, parse_port, size_arg
+from cargobay.cli.metrics_view import metrics_pairs
 from cargobay.cli.output import (
     MACHINE_HEADERS,
     Format,
@@ -239,10 +240,25 @@ def status(
         _list(client, out, quiet=False)
         return
     m = as_machine(client.get_machine(name))
+    metrics = _metrics(client, m)
     if out is Format.TABLE:
-        print_pairs(machine_detail(m))
+        print_pairs(machine_detail(m) + metrics_pairs(metrics or {}))
     else:
-        emit_document(m, out)
+        emit_document({**m, "metrics": metrics}, out)
+
+
+def _metrics(client: Any, m: Mapping[str, Any]) -> dict[str, Any] | None:
+    """The machine's metrics while it has a process (None otherwise, or from a daemon
+    without the endpoint)."""
+    state = m.get("state")
+    kind = state.get("kind") if isinstance(state, Mapping) else state
+    if kind not in ("running", "paused", "stopping"):
+        return None
+    try:
+        result: dict[str, Any] = client.machine_metrics(m["name"])
+    except NotFound:
+        return None
+    return result
 
 
 def ls(

@@ -114,6 +114,10 @@ class _Requests:
         return _Call("GET", "/v1/info", timeout=10.0)
 
     @staticmethod
+    def machine_metrics(name: str) -> _Call:
+        return _Call("GET", f"/v1/machines/{_seg(name)}/metrics", timeout=30.0)
+
+    @staticmethod
     def list_plugins() -> _Call:
         return _Call("GET", "/v1/plugins", timeout=10.0)
 
@@ -380,6 +384,11 @@ class CargoBayClient:
         result: dict[str, Any] = self._request(_Requests.info())
         return result
 
+    def machine_metrics(self, name: str) -> dict[str, Any]:
+        """CPU, memory, disk/network I/O and uptime of machine ``name`` (host and guest)."""
+        result: dict[str, Any] = self._request(_Requests.machine_metrics(name))
+        return result
+
     def list_plugins(self) -> list[dict[str, Any]]:
         """The daemon's plugins (entry-point group ``cargobay.plugins``), with load errors."""
         result: list[dict[str, Any]] = self._request(_Requests.list_plugins())
@@ -620,6 +629,10 @@ class AsyncCargoBayClient:
 
     async def info(self) -> dict[str, Any]:
         result: dict[str, Any] = await self._request(_Requests.info())
+        return result
+
+    async def machine_metrics(self, name: str) -> dict[str, Any]:
+        result: dict[str, Any] = await self._request(_Requests.machine_metrics(name))
         return result
 
     async def list_plugins(self) -> list[dict[str, Any]]:
