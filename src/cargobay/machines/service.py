@@ -733,7 +733,7 @@ class MachineService:
                 await self.hypervisor(vm.config.backend).kill(handle)  # reap, clean up
             await self._agents.drop(vm_id)
             self._clean_run_dir(vm)
-            self.store.transition(
+            vm = self.store.transition(
                 vm,
                 VMState.error(
                     f"the VM process (pid {handle.pid}) ended unexpectedly; see "
@@ -742,6 +742,8 @@ class MachineService:
                 ),
                 vm.runtime.model_copy(update={"handle": None}),
             )
+            if self.hooks is not None:
+                await self.hooks.vm_stopped(vm)
 
     # -- helpers --------------------------------------------------------------------------
 
