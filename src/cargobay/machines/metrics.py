@@ -254,7 +254,8 @@ class MetricsCollector:
         self._host = CpuMeter()
         self._guest_cpu: dict[str, tuple[int, int]] = {}
 
-    async def collect(self, name: str) -> MachineMetrics:
+    async def collect(self, name: str, *, guest: bool = True) -> MachineMetrics:
+        """The metrics of machine ``name``; ``guest=False`` skips the guest agent."""
         from cargobay.hypervisors.process import is_same_process
 
         vm = self.service.get_machine(name)
@@ -282,7 +283,7 @@ class MetricsCollector:
         await self._disks(vm, raw, metrics)
         if vm.config.ports:  # a user-mode NIC exists only when ports are forwarded
             metrics.network = NetworkIO(note=NETWORK_NOTE)
-        if vm.state.kind is VMStateKind.RUNNING:
+        if guest and vm.state.kind is VMStateKind.RUNNING:
             await self._guest(vm, metrics)
         return metrics
 

@@ -50,14 +50,18 @@ class UiAccess:
 
 
 @router.get("/v1/machines/{name}/metrics", response_model=MachineMetrics, tags=["machines"])
-async def machine_metrics(request: Request, name: str) -> MachineMetrics:
+async def machine_metrics(
+    request: Request,
+    name: str,
+    guest: bool = Query(True, description="also read the guest's /proc through its agent"),
+) -> MachineMetrics:
     """Host-side CPU %, RSS, uptime and disk I/O of the machine's hypervisor process, and
     the guest's memory, CPU % and uptime from its /proc (``cargobay.machines.metrics``)."""
     collector = getattr(request.app.state, "metrics_collector", None)
     if collector is None:
         collector = MetricsCollector(request.app.state.daemon.service)
         request.app.state.metrics_collector = collector
-    result: MachineMetrics = await collector.collect(name)
+    result: MachineMetrics = await collector.collect(name, guest=guest)
     return result
 
 
