@@ -310,11 +310,20 @@ def logs(
     tail: Annotated[
         int | None, typer.Option("--tail", "-n", min=0, help="Only the last N lines.")
     ] = None,
+    source: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--source",
+            "-s",
+            help="console (default), hypervisor, platform or all; repeatable. Several are "
+            "merged, each line prefixed with [source].",
+        ),
+    ] = None,
 ) -> None:
-    """Print a machine's serial console log."""
+    """Print a machine's logs (the serial console unless --source says otherwise)."""
     client = connect()
     out = sys.stdout
-    for chunk in client.logs(name, tail=tail, follow=follow):
+    for chunk in client.logs(name, tail=tail, follow=follow, sources=source):
         if isinstance(chunk, bytes):
             out.flush()
             out.buffer.write(chunk)

@@ -56,6 +56,7 @@ from cargobay.hypervisors import available as available_backends
 from cargobay.images.build import KernelKind
 from cargobay.images.manifest import ImageManifest
 from cargobay.machines.agent import ExecExit, ExecOutput, ExecRequest, ExecStarted
+from cargobay.machines.logs import check_sources as check_log_sources
 from cargobay.machines.models import VMInstance
 from cargobay.machines.service import MachineService
 from cargobay.paths import Paths
@@ -379,9 +380,14 @@ def create_app(state: DaemonState, *, recover: bool = True) -> FastAPI:
         name: str,
         tail: int | None = Query(default=None, ge=0),
         follow: bool = False,
+        source: list[str] = Query(  # noqa: B008
+            default=["console"],
+            description="console (default), hypervisor, platform, or all; repeatable",
+        ),
     ) -> StreamingResponse:
         service.get_machine(name)  # 404 before the stream starts
-        text = service.logs(name, tail=tail, follow=follow)
+        check_log_sources(source)  # 400 before the stream starts
+        text = service.logs(name, tail=tail, follow=follow, sources=source)
         if "text/event-stream" in request.headers.get("accept", ""):
             return StreamingResponse(
                 sse_lines(text),

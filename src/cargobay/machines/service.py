@@ -35,7 +35,7 @@ import contextlib
 import logging
 import shutil
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -51,6 +51,7 @@ from cargobay.errors import (
 from cargobay.hypervisors.base import Hypervisor, VMHandle, VMSpec, VMStatus
 from cargobay.images.manifest import ImageManifest
 from cargobay.machines import guest_files
+from cargobay.machines import logs as machine_logs
 from cargobay.machines.agent import (
     AgentClientLike,
     AgentConnector,
@@ -649,19 +650,34 @@ class MachineService:
             raise
 
     async def logs(
-        self, name: str, tail: int | None = None, follow: bool = False
+        self,
+        name: str,
+        tail: int | None = None,
+        follow: bool = False,
+        sources: Sequence[str] = ("console",),
     ) -> AsyncIterator[str]:
         """The console log (its last ``tail`` lines), then with ``follow`` what the guest
-        prints next, until the machine is no longer running."""
+        prints next, until the machine is no longer running.  Other ``sources``
+        (``machines.logs``): the hypervisor's log, the daemon's lines about the machine."""
         if tail is not None and tail < 0:
             raise InvalidInput(f"bad tail {tail}: use a number of lines, 0 or more")
+        chosen = machine_logs.check_sources(sources)
         vm = self.store.get_machine(name)
 
         def still_running() -> bool:
             current = self.store.get_machine_by_id(vm.id)
             return current is not None and current.state.kind in (*_LIVE, VMStateKind.CREATING)
 
-        async for text in read_log(self.console_log(vm), tail, follow, still_running):
+        files = {"console": self.console_log(vm), "hypervisor": self.machine_dir(vm) / "qemu.log"}
+        streams = {
+            s: read_log(files[s], tail, follow, still_running)
+            if s in files
+            else machine_logs.platform_log(
+                self.paths.daemon_log, (vm.name, vm.id), tail, follow, still_running
+            )
+            for s in chosen
+        }
+        async for text in machine_logs.merged_log(streams, follow):
             yield text
 
     # -- files in the guest (rules and error translation: guest_files) -------------------

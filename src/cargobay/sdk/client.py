@@ -229,8 +229,12 @@ class _Requests:
         return _Call("POST", f"/v1/machines/{_seg(name)}/exec", json=body, timeout=None)
 
     @staticmethod
-    def logs(name: str, tail: int | None, follow: bool) -> _Call:
+    def logs(
+        name: str, tail: int | None, follow: bool, sources: Sequence[str] | None = None
+    ) -> _Call:
         params: dict[str, Any] = {"follow": "true" if follow else "false"}
+        if sources:
+            params["source"] = list(sources)
         if tail is not None:
             params["tail"] = tail
         return _Call("GET", f"/v1/machines/{_seg(name)}/logs", params=params, timeout=None)
@@ -498,9 +502,17 @@ class CargoBayClient:
         )
         return _result(list(events))
 
-    def logs(self, name: str, *, tail: int | None = None, follow: bool = False) -> Iterator[str]:
+    def logs(
+        self,
+        name: str,
+        *,
+        tail: int | None = None,
+        follow: bool = False,
+        sources: Sequence[str] | None = None,
+    ) -> Iterator[str]:
+        """Console log by default; ``sources``: console, hypervisor, platform or all."""
         decoder = _utf8_decoder()
-        for chunk in self._stream(_Requests.logs(name, tail, follow)):
+        for chunk in self._stream(_Requests.logs(name, tail, follow, sources)):
             if text := decoder.decode(chunk):
                 yield text
         if rest := decoder.decode(b"", final=True):
@@ -726,10 +738,15 @@ class AsyncCargoBayClient:
         return _result([event async for event in stream])
 
     async def logs(
-        self, name: str, *, tail: int | None = None, follow: bool = False
+        self,
+        name: str,
+        *,
+        tail: int | None = None,
+        follow: bool = False,
+        sources: Sequence[str] | None = None,
     ) -> AsyncIterator[str]:
         decoder = _utf8_decoder()
-        async for chunk in self._stream(_Requests.logs(name, tail, follow)):
+        async for chunk in self._stream(_Requests.logs(name, tail, follow, sources)):
             if text := decoder.decode(chunk):
                 yield text
         if rest := decoder.decode(b"", final=True):
