@@ -6,6 +6,8 @@ on the daemon's PYTHONPATH.  One records its hooks in a file; one raises in
 ``on_vm_start``; one does not import.  The machine must run regardless, the recorder must
 see the start and the stop, and ``cargobay plugins ls`` must list all three.
 
+Logs: ``vm logs NAME --source all`` merges the console and the daemon's lines about it.
+
 Metrics: ``cargobay vm status NAME --json`` of the running machine: the guest's MemTotal
 close to the configured memory, disk reads after boot, and uptimes that grow.
 """
@@ -139,6 +141,19 @@ def test_plugins_hooks_and_metrics_on_a_real_machine(bay: Bay) -> None:
     table = bay.cargobay("vm", "status", NAME)
     assert "guest memory" in table.stdout, table
     assert "disk root" in table.stdout
+
+    # unified logs: the console and the daemon's lines about this machine, prefixed
+    r = bay.cargobay("vm", "logs", NAME, "--source", "all", "--tail", "400")
+    assert r.returncode == 0, r
+    assert "[console] " in r.stdout, r
+    assert "[platform] " in r.stdout, r
+    assert f"on_vm_start({NAME})" in r.stdout, r
+    plain = bay.cargobay("vm", "logs", NAME, "--tail", "5")
+    assert plain.returncode == 0, plain
+    assert "[console]" not in plain.stdout
+    bad = bay.cargobay("vm", "logs", NAME, "--source", "kernel")
+    assert bad.returncode != 0
+    assert "bad log source 'kernel'" in bad.stderr
 
     r = bay.cargobay("vm", "stop", NAME)
     assert r.returncode == 0, r
