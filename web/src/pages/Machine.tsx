@@ -14,7 +14,7 @@ function useMetrics(name: string, running: boolean) {
   usePoll(
     async () => {
       if (!running) return null;
-      const m = await api<Metrics>("GET", `/v1/machines/${seg(name)}/metrics`);
+      const m = await api<Metrics>("GET", `/v1/machines/${seg(name)}/metrics?guest=false`);
       setLimit(m.memory_limit_bytes / (1 << 20));
       if (m.cpu_percent !== null) setCpu((v) => [...v, m.cpu_percent!].slice(-HISTORY));
       if (m.rss_bytes !== null) setRss((v) => [...v, m.rss_bytes! / (1 << 20)].slice(-HISTORY));

@@ -22,13 +22,6 @@ from cargobay.daemon.webui.auth import (
     load_or_create_token,
     over_unix_socket,
 )
-from cargobay.daemon.webui.metrics import (
-    CpuMeter,
-    ProcSample,
-    parse_stat_cpu_ticks,
-    parse_status_rss,
-    sample,
-)
 
 TOKEN = "s3cret-token_value"
 
@@ -157,34 +150,3 @@ async def test_guard_lets_the_unix_socket_through() -> None:
     assert sent[0]["status"] == 200
     assert b'"ok":"yes"' in sent[1]["body"]
 
-
-# -- /proc parsing --------------------------------------------------------------------------
-
-
-def test_stat_fields_are_counted_after_the_command_name() -> None:
-    # a command name with spaces and a ')' in it: fields are counted from the last ')'
-    line = "4242 (qemu (x) y) S 1 2 3 4 5 6 7 8 9 10 150 25 0 0 20 0 3 0 100 0 0\n"
-    assert parse_stat_cpu_ticks(line) == 175
-
-
-def test_status_rss_in_bytes() -> None:
-    assert parse_status_rss("Name:\tqemu\nVmRSS:\t  204800 kB\nThreads: 3\n") == 204800 * 1024
-    assert parse_status_rss("Name:\tkthreadd\n") == 0
-
-
-def test_sample_of_this_process() -> None:
-    s = sample(os.getpid())
-    assert s is not None
-    assert s.rss_bytes > 1024 * 1024
-    assert s.cpu_seconds > 0
-    assert sample(2**22 + 7) is None  # above pid_max's default: no such process
-
-
-def test_cpu_meter_needs_two_readings_and_ignores_close_ones() -> None:
-    meter = CpuMeter(min_interval=0.5)
-    assert meter.percent(ProcSample(1, cpu_seconds=10.0, rss_bytes=0, at=100.0)) is None
-    assert meter.percent(ProcSample(1, cpu_seconds=10.5, rss_bytes=0, at=101.0)) == 50.0
-    # 0.1 s later: too close to measure, the last figure stands and the baseline stays
-    assert meter.percent(ProcSample(1, cpu_seconds=10.6, rss_bytes=0, at=101.1)) == 50.0
-    assert meter.percent(ProcSample(1, cpu_seconds=12.5, rss_bytes=0, at=102.0)) == 200.0
-    assert meter.percent(ProcSample(2, cpu_seconds=1.0, rss_bytes=0, at=102.0)) is None
