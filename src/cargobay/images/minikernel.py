@@ -78,7 +78,7 @@ KERNEL_TOOLCHAIN: Mapping[str, str] = {
 HEADERS: Mapping[str, str] = {"/usr/include/libelf.h": "libelf-dev"}
 """Headers the build tools need (objtool is built against libelf)."""
 
-FIRST_BUILD_UNITS = 1200
+FIRST_BUILD_UNITS = 1850
 """Roughly how many compile steps a first build prints; only used for its progress bar."""
 
 _UNIT = re.compile(r"^\s+(CC|AS|LD|AR|HOSTCC|HOSTLD|OBJCOPY|ZSTD22|VDSO|RELOCS)\s")
