@@ -13,6 +13,7 @@ other exits at once, and both callers see the winner answer.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import fcntl
 import os
 import subprocess
@@ -32,7 +33,7 @@ __all__ = ["daemon_environment", "ensure_daemon"]
 def daemon_environment(paths: Paths, base: dict[str, str] | None = None) -> dict[str, str]:
     """An environment in which ``Paths.from_env()`` gives ``paths``."""
     env = dict(os.environ if base is None else base)
-    if Paths.from_env(env) == paths:
+    if _same(Paths.from_env(env), paths):
         return env
     for var in ("CARGOBAY_HOME", "CARGOBAY_IMAGES"):
         env.pop(var, None)
@@ -50,12 +51,22 @@ def daemon_environment(paths: Paths, base: dict[str, str] | None = None) -> dict
         ):
             if path.name == "cargobay":
                 env[var] = str(path.parent)
-    if Paths.from_env(env) != paths:
+        if paths.config_dir is not None and paths.config_dir.name == "cargobay":
+            env["XDG_CONFIG_HOME"] = str(paths.config_dir.parent)
+    if not _same(Paths.from_env(env), paths):
         raise DaemonError(
             f"cannot start cargobayd for these directories ({paths}); "
             "set CARGOBAY_HOME or the XDG variables instead"
         )
     return env
+
+
+def _same(got: Paths, wanted: Paths) -> bool:
+    """Whether the environment's ``got`` is ``wanted``; a ``wanted`` without a config
+    directory of its own takes the environment's (the daemon reads config.yaml there)."""
+    if wanted.config_dir is None:
+        got = dataclasses.replace(got, config_dir=None)
+    return got == wanted
 
 
 def _log_tail(path: Path, lines: int = 5) -> str:

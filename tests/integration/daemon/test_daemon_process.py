@@ -3,6 +3,7 @@ SIGTERM and API shutdown, ensure_daemon (also racing), bad requests; no VM is bo
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import signal
 import socket
@@ -156,4 +157,9 @@ def test_daemon_environment_round_trips(tmp_path: Any) -> None:
         images_override=tmp_path / "img",
     )
     env = daemon_environment(custom, base={"HOME": str(tmp_path)})
-    assert Paths.from_env(env) == custom
+    # no config directory of its own: the daemon's is the environment's default
+    assert dataclasses.replace(Paths.from_env(env), config_dir=None) == custom
+    assert Paths.from_env(env).config == tmp_path / ".config" / "cargobay"
+    with_config = dataclasses.replace(custom, config_dir=tmp_path / "cfg" / "cargobay")
+    env = daemon_environment(with_config, base={"HOME": str(tmp_path)})
+    assert Paths.from_env(env) == with_config
