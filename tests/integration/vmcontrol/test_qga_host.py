@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+import socket
 import subprocess
 import time
 from collections.abc import AsyncIterator, Iterator
@@ -70,11 +71,18 @@ def qga_socket(tmp_path: Path) -> Iterator[Path]:
         stderr=subprocess.STDOUT,
     )
     try:
-        for _ in range(200):
-            if sock.exists():
-                break
+        # Ready once it accepts: the socket file appears at bind(), before listen(), and a
+        # loaded machine can keep qemu-ga between the two for a while (a CI run hit it).
+        for _ in range(1000):
             if proc.poll() is not None:
                 pytest.fail(f"qemu-ga exited: {log.read_text() if log.exists() else ''}")
+            if sock.exists():
+                with socket.socket(socket.AF_UNIX) as probe:
+                    try:
+                        probe.connect(str(sock))
+                        break
+                    except OSError:
+                        pass
             time.sleep(0.02)
         yield sock
     finally:
