@@ -35,10 +35,9 @@ def _say(started: float, what: str, text: str) -> None:
     print(f"[{what:<7} {time.monotonic() - started:6.1f}s] {text}", flush=True)
 
 
-def _kernel_in_background(paths: Paths, started: float) -> tuple[threading.Thread, list[str]]:
-    """Compile the minimal kernel into the cache in a thread; errors go to the list
-    (the ``minimal`` image build reports them again, with the build log)."""
-    errors: list[str] = []
+def _kernel_in_background(paths: Paths, started: float) -> threading.Thread:
+    """Compile the minimal kernel into the cache in a thread; a failure is printed here,
+    and the ``default`` image build reports it again, with the build log."""
     log_path = paths.logs / "minimal-kernel-prebuild.log"
 
     def run() -> None:
@@ -56,18 +55,17 @@ def _kernel_in_background(paths: Paths, started: float) -> tuple[threading.Threa
                     ToolRunner({}, log), paths.cache / "images", on_progress=progress
                 )
         except ImageError as err:
-            errors.append(str(err))
             _say(started, "kernel", f"failed: {err}")
 
     thread = threading.Thread(target=run, name="minimal-kernel", daemon=True)
     thread.start()
-    return thread, errors
+    return thread
 
 
 def main() -> int:
     started = time.monotonic()
     paths = image_build_paths_for_tests()
-    kernel_thread, _ = _kernel_in_background(paths, started)
+    kernel_thread = _kernel_in_background(paths, started)
     failed: list[str] = []
     for name in IMAGES:
         if name == "default":
