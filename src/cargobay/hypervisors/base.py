@@ -24,6 +24,7 @@ __all__ = [
     "BlockStatsSource",
     "Features",
     "Hypervisor",
+    "Snapshotting",
     "VMHandle",
     "VMSpec",
     "VMStatus",
@@ -147,6 +148,25 @@ class BlockStatsSource(Protocol):
 
     async def block_stats(self, handle: VMHandle) -> list[dict[str, Any]]:
         """``[{"drive", "read_bytes", "write_bytes", "read_ops", "write_ops"}]``."""
+        ...
+
+
+@runtime_checkable
+class Snapshotting(Protocol):
+    """A backend that can save a running VM's state to a file and start a VM from one
+    (``cargobay.machines.snapshots``).  ``VMSpec.extra`` carries the start options:
+    ``incoming="defer"`` (wait for a state instead of booting), ``memory_file`` and
+    ``memory_share`` (guest RAM in a file: shared to make a template, private to clone
+    one), ``start_paused="1"``."""
+
+    async def save_state(self, handle: VMHandle, path: Path, *, ignore_shared: bool) -> None:
+        """Pause the VM and write its state; it stays paused."""
+        ...
+
+    async def load_state(
+        self, handle: VMHandle, path: Path, *, ignore_shared: bool, resume: bool = True
+    ) -> None:
+        """Load a saved state into a VM started with ``incoming="defer"``."""
         ...
 
 

@@ -46,7 +46,7 @@ from qemu.qmp.protocol import Runstate
 
 from cargobay.errors import Conflict, HypervisorError, InvalidInput
 from cargobay.hypervisors import accel as accel_mod
-from cargobay.hypervisors import process
+from cargobay.hypervisors import process, qemu_snapshot
 from cargobay.hypervisors.accel import AccelChoice
 from cargobay.hypervisors.base import Features, VMHandle, VMSpec, VMStatus
 from cargobay.hypervisors.qemu_cmdline import (
@@ -55,6 +55,7 @@ from cargobay.hypervisors.qemu_cmdline import (
     build_argv,
     parse_ports,
 )
+from cargobay.hypervisors.qemu_storage import decode_shares
 from cargobay.paths import Paths
 
 __all__ = ["QemuHypervisor"]
@@ -81,6 +82,8 @@ QMP_CONNECT_ATTEMPTS = 3
 QUIT_WAIT = 2.0
 """stop(): how long QMP ``quit`` may take before SIGKILL."""
 KILL_WAIT = 5.0
+SNAPSHOT_TIMEOUT = 120.0
+"""Saving or loading a VM's state (RAM size / disk speed bound)."""
 LOG_TAIL_LINES = 12
 
 _RUNSTATES = {
@@ -194,6 +197,13 @@ class QemuHypervisor:
             extra_kernel_params=tuple(params),
             ports=ports,
             display=display,  # type: ignore[arg-type]
+            memory_file=spec.extra.get("memory_file") or None,
+            memory_share=spec.extra.get("memory_share", "on") != "off",
+            incoming=spec.extra.get("incoming") == "defer",
+            start_paused=spec.extra.get("start_paused") == "1",
+            user_nic=spec.extra.get("user_nic") == "1",
+            data_cache=spec.extra.get("cache", "writeback"),
+            shares=decode_shares(spec.extra.get("shares", "")),
         )
         layout.run_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
         layout.state_dir.mkdir(parents=True, exist_ok=True)
@@ -421,6 +431,23 @@ class QemuHypervisor:
                 return VMStatus.UNKNOWN
         state = result.get("status") if isinstance(result, dict) else None
         return _RUNSTATES.get(str(state), VMStatus.UNKNOWN)
+
+    async def save_state(self, handle: VMHandle, path: Path, *, ignore_shared: bool) -> None:
+        """Stop the vCPUs and write the VM's state to ``path`` (``Snapshotting``); the VM
+        stays paused."""
+        async with self._lock(handle):
+            self._require_alive(handle, "snapshot")
+            async with self._session(handle, timeout=SNAPSHOT_TIMEOUT) as qmp:
+                await qemu_snapshot.save(qmp, path, ignore_shared=ignore_shared)
+
+    async def load_state(
+        self, handle: VMHandle, path: Path, *, ignore_shared: bool, resume: bool = True
+    ) -> None:
+        """Feed ``path`` to a VM started with ``extra["incoming"] = "defer"``."""
+        async with self._lock(handle):
+            self._require_alive(handle, "restore")
+            async with self._session(handle, timeout=SNAPSHOT_TIMEOUT) as qmp:
+                await qemu_snapshot.load(qmp, path, ignore_shared=ignore_shared, resume=resume)
 
     async def block_stats(self, handle: VMHandle) -> list[dict[str, Any]]:
         """Per-drive I/O counters from QMP ``query-blockstats``."""

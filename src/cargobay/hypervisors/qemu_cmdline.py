@@ -39,6 +39,7 @@ from typing import Literal
 
 from cargobay.errors import InvalidInput
 from cargobay.hypervisors.base import VMSpec
+from cargobay.hypervisors.qemu_storage import ShareDevice, data_drive_options, share_args
 
 __all__ = [
     "AGENT_PORT_NAME",
@@ -111,6 +112,24 @@ class QemuOptions:
     daemonize: bool = True
     display: Literal["none", "vga"] = "none"
     """``vga`` adds a VGA adapter (q35 only: microvm has no display), for screendumps."""
+    memory_file: str | None = None
+    """Guest RAM in this file (``memory-backend-file``) instead of anonymous memory: the
+    shared-memory templates of ``cargobay.machines.snapshots``."""
+    memory_share: bool = True
+    """``share=on``: writes reach the file (a template being made); ``share=off``: a
+    private copy-on-write mapping (a clone started from a template)."""
+    incoming: bool = False
+    """``-incoming defer``: the VM waits for its state (``migrate-incoming``) and does not
+    boot."""
+    user_nic: bool = False
+    """A user-mode NIC even without port forwards (a clone of a VM that had some: the
+    device layout must match the saved state)."""
+    start_paused: bool = False
+    """``-S``: the vCPUs stay stopped until ``cont`` (also after an incoming migration)."""
+    data_cache: str = "writeback"
+    """The data drive's cache strategy (``qemu_storage.CACHE_OPTIONS``)."""
+    shares: tuple[ShareDevice, ...] = ()
+    """Host folders shared into the guest (``qemu_storage.share_args``)."""
     extra_args: tuple[str, ...] = field(default=())
 
 
@@ -185,6 +204,10 @@ def build_argv(qemu: str, spec: VMSpec, options: QemuOptions) -> list[str]:
         machine = f"microvm,accel={options.accel},acpi=on,rtc=on"
     else:
         machine = f"q35,accel={options.accel}"
+    # Guest RAM is always a memory backend named "mem" (anonymous RAM by default), so a
+    # saved state names the same RAM block whether it is loaded into anonymous memory or
+    # into a template's file: QEMU refuses a state whose RAM block names differ.
+    machine += ",memory-backend=mem"
     # fmt: off
     argv = [
         qemu,
@@ -216,7 +239,7 @@ def build_argv(qemu: str, spec: VMSpec, options: QemuOptions) -> list[str]:
         "-device", f"virtio-blk-{bus},drive=root,serial=cbroot",
         "-drive",
         f"id=data,file={opt(spec.data_disk)},format=raw,if=none,discard=unmap,"
-        "detect-zeroes=unmap",
+        f"detect-zeroes=unmap,{data_drive_options(options.data_cache)}",
         "-device", f"virtio-blk-{bus},drive=data,serial=cbdata",
         "-device", f"virtio-serial-{bus},id=vser",
         "-chardev", f"socket,id=agent,path={opt(layout.agent_socket)},server=on,wait=off",
@@ -227,11 +250,13 @@ def build_argv(qemu: str, spec: VMSpec, options: QemuOptions) -> list[str]:
         "-device", f"virtio-rng-{bus},rng=rng",
     ]
     # fmt: on
-    if options.ports:
-        forwards = ",".join(
-            f"hostfwd={proto}:127.0.0.1:{host}-:{guest}" for proto, host, guest in options.ports
+    if options.ports or options.user_nic:
+        netdev = ",".join(
+            ["user,id=net0"]
+            + [f"hostfwd={proto}:127.0.0.1:{host}-:{guest}" for proto, host, guest in options.ports]
         )
-        argv += ["-netdev", f"user,id=net0,{forwards}", "-device", f"virtio-net-{bus},netdev=net0"]
+        argv += ["-netdev", netdev, "-device", f"virtio-net-{bus},netdev=net0"]
+    argv += share_args(options.shares, bus)
     if options.display == "vga":
         if microvm:
             raise InvalidInput("a VGA display needs the q35 machine (microvm has no display)")
@@ -240,5 +265,18 @@ def build_argv(qemu: str, spec: VMSpec, options: QemuOptions) -> list[str]:
         if not 3 <= options.vsock_cid < 0xFFFFFFFF:
             raise InvalidInput(f"vsock CID {options.vsock_cid} is reserved or out of range")
         argv += ["-device", f"vhost-vsock-{bus},guest-cid={options.vsock_cid}"]
+    if options.memory_file is not None:
+        share = "on" if options.memory_share else "off"
+        argv += [
+            "-object",
+            f"memory-backend-file,id=mem,size={spec.memory_mb}M,"
+            f"mem-path={opt(options.memory_file)},share={share}",
+        ]
+    else:
+        argv += ["-object", f"memory-backend-ram,id=mem,size={spec.memory_mb}M"]
+    if options.incoming:
+        argv += ["-incoming", "defer"]
+    if options.start_paused:
+        argv.append("-S")
     argv += list(options.extra_args)
     return argv

@@ -71,6 +71,13 @@ from cargobay.machines.models import (
 )
 from cargobay.machines.process import ProcessWatcher, process_alive, wait_process_exit
 from cargobay.machines.settings import Plan, grow_data_disk, plan_changes
+from cargobay.machines.snapshot_boot import (
+    load_restore,
+    prepare_warm_start,
+    restore_spec,
+    set_hostname,
+)
+from cargobay.machines.snapshots import Restore
 from cargobay.machines.validation import check_boot_timeout, check_host_ports, new_instance
 from cargobay.paths import Paths
 from cargobay.store import Store
@@ -314,7 +321,11 @@ class MachineService:
                 raise
             return vm
 
-    async def start(self, name: str, boot_timeout: float = 120.0) -> VMInstance:
+    async def start(
+        self, name: str, boot_timeout: float = 120.0, snapshot: str | None = None
+    ) -> VMInstance:
+        """Boot a stopped machine, or with ``snapshot`` warm-start it from that snapshot
+        (its data disk is replaced by the snapshot's)."""
         check_boot_timeout(boot_timeout)
         async with self._operation(name, "starting"):
             vm = self.store.get_machine(name)
@@ -335,9 +346,10 @@ class MachineService:
                     f"the data disk of machine {name!r} is missing ({self.data_disk(vm)}); "
                     f"remove the machine with `cargobay vm rm {name}` and create it again"
                 )
+            restore = await prepare_warm_start(self, vm, snapshot) if snapshot else None
             vm = self.store.transition(vm, _CREATING, _stopped_runtime(vm))
             try:
-                return await self._boot(vm, boot_timeout)
+                return await self._boot(vm, boot_timeout, restore)
             except BaseException as err:
                 reason = _first_line(str(err)) or type(err).__name__
                 current = self.store.get_machine_by_id(vm.id)
@@ -345,34 +357,25 @@ class MachineService:
                     self.store.transition(current, VMState.error(reason), _stopped_runtime(current))
                 raise
 
-    async def _boot(self, vm: VMInstance, boot_timeout: float) -> VMInstance:
+    async def _boot(
+        self, vm: VMInstance, boot_timeout: float, restore: Restore | None = None
+    ) -> VMInstance:
         """Launch the VM of a CREATING machine and wait for its agent; -> RUNNING.
 
+        With ``restore`` the VM does not boot: it loads a saved state (a snapshot or a
+        template, ``cargobay.machines.snapshots``) and its agent is reached afresh.
         On failure the VM process is killed and its run directory removed; the caller
         decides what becomes of the machine."""
-        image_dir, manifest = self._image(vm.config.image)
         try:
             run_dir = self.paths.machine_run_dir(vm.id)
         except ValueError as err:  # the runtime directory is too long for socket paths
             raise HypervisorError(str(err)) from err
         self._clean_run_dir(vm)
         run_dir.mkdir(parents=True, mode=0o700)
-        state_dir = self.machine_dir(vm)
-        spec = VMSpec(
-            vm_id=vm.id,
-            name=vm.name,
-            cpus=vm.config.cpus,
-            memory_mb=vm.config.memory_mb,
-            kernel=image_dir / manifest.kernel.path,
-            initrd=image_dir / manifest.initrd.path if manifest.initrd else None,
-            rootfs=image_dir / manifest.rootfs.path,
-            data_disk=self.data_disk(vm),
-            run_dir=run_dir,
-            state_dir=state_dir,
-            cmdline=manifest.cmdline,
-            extra={"ports": ",".join(str(p) for p in vm.config.ports)} if vm.config.ports else {},
-        )
+        spec = self.machine_spec(vm, vm.id, run_dir, self.machine_dir(vm), self.data_disk(vm))
         hv = self.hypervisor(vm.config.backend)
+        if restore is not None:
+            spec = restore_spec(spec, hv, restore)
         began = time.monotonic()
         started_at = datetime.now(UTC)
         try:
@@ -394,8 +397,12 @@ class MachineService:
                     }
                 )
             )
+            if restore is not None:
+                await load_restore(hv, handle, restore)
             remaining = boot_timeout - (time.monotonic() - began)
             agent = await self._wait_for_agent(vm, hv, handle, remaining, boot_timeout)
+            if restore is not None and restore.hostname:
+                await set_hostname(agent, restore.hostname)
         except BaseException:
             with contextlib.suppress(Exception):
                 await asyncio.shield(hv.kill(handle))
@@ -418,6 +425,26 @@ class MachineService:
         if self.hooks is not None:
             await self.hooks.vm_started(vm)
         return vm
+
+    def machine_spec(
+        self, vm: VMInstance, vm_id: str, run_dir: Path, state_dir: Path, data_disk: Path
+    ) -> VMSpec:
+        """What the hypervisor boots for ``vm`` (its image, shape and ports)."""
+        image_dir, manifest = self._image(vm.config.image)
+        return VMSpec(
+            vm_id=vm_id,
+            name=vm.name,
+            cpus=vm.config.cpus,
+            memory_mb=vm.config.memory_mb,
+            kernel=image_dir / manifest.kernel.path,
+            initrd=image_dir / manifest.initrd.path if manifest.initrd else None,
+            rootfs=image_dir / manifest.rootfs.path,
+            data_disk=data_disk,
+            run_dir=run_dir,
+            state_dir=state_dir,
+            cmdline=manifest.cmdline,
+            extra={"ports": ",".join(str(p) for p in vm.config.ports)} if vm.config.ports else {},
+        )
 
     async def _wait_for_agent(
         self,

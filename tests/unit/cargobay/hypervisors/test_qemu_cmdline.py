@@ -243,3 +243,42 @@ def test_parse_ports() -> None:
 def test_too_small_a_vm_is_refused() -> None:
     with pytest.raises(InvalidInput):
         build_argv("qemu", make_spec(cpus=0), QemuOptions())
+
+
+# -- memory backends and restores (machines.snapshots) -----------------------------------
+
+
+def test_guest_ram_is_always_the_memory_backend_named_mem() -> None:
+    argv = build_argv("qemu", make_spec(), QemuOptions())
+    machine = options_of(argv, "-machine")[0]
+    assert kv(machine)[1]["memory-backend"] == "mem"
+    assert "memory-backend-ram,id=mem,size=384M" in options_of(argv, "-object")
+    assert "-incoming" not in argv
+    assert "-S" not in argv
+
+
+@pytest.mark.parametrize(("share", "flag"), [(True, "on"), (False, "off")])
+def test_template_ram_in_a_file(share: bool, flag: str) -> None:
+    options = QemuOptions(memory_file="/snap/t1/memory.ram", memory_share=share)
+    argv = build_argv("qemu", make_spec(), options)
+    backends = [kv(o) for o in options_of(argv, "-object") if o.startswith("memory-backend")]
+    assert backends == [
+        (
+            "memory-backend-file",
+            {"id": "mem", "size": "384M", "mem-path": "/snap/t1/memory.ram", "share": flag},
+        )
+    ]
+
+
+def test_incoming_and_paused_start() -> None:
+    argv = build_argv("qemu", make_spec(), QemuOptions(incoming=True, start_paused=True))
+    assert options_of(argv, "-incoming") == ["defer"]
+    assert "-S" in argv
+
+
+def test_user_nic_without_forwards_keeps_the_device_layout() -> None:
+    with_ports = build_argv("qemu", make_spec(), QemuOptions(ports=(("tcp", 8080, 80),)))
+    bare = build_argv("qemu", make_spec(), QemuOptions(user_nic=True))
+    assert options_of(bare, "-netdev") == ["user,id=net0"]
+    assert devices(bare, "virtio-net-device") == devices(with_ports, "virtio-net-device")
+    assert "-netdev" not in build_argv("qemu", make_spec(), QemuOptions())
