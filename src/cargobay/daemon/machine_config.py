@@ -24,6 +24,7 @@ from cargobay.daemon.schemas import CreateMachineRequest
 from cargobay.machines.models import VMInstance
 from cargobay.machines.service import MachineService
 from cargobay.machines.settings import machine_settings, plan_changes
+from cargobay.machines.shares import with_storage
 from cargobay.machines.templates import resolve_template
 from cargobay.paths import Paths
 
@@ -77,7 +78,7 @@ def new_machine(service: MachineService, paths: Paths, body: CreateMachineReques
     )
     if env:
         vm = vm.model_copy(update={"config": plan_changes(vm, {"env": env}, ()).config})
-    return vm
+    return with_storage(vm, body.shares or (), body.cache_strategy or defaults.cache_strategy)
 
 
 def _service(request: Request) -> MachineService:

@@ -58,6 +58,14 @@ class CreateMachineRequest(_Request):
     template: str | None = Field(
         default=None, description="A resource profile or shipped template (aiva templates)."
     )
+    shares: list[str] | None = Field(
+        default=None, description="Host folders shared into the guest: HOST:GUEST[:ro]."
+    )
+    cache_strategy: str | None = Field(
+        default=None,
+        description="Data disk cache: writeback, writethrough, none, directsync, unsafe "
+        "(default: config.yaml).",
+    )
     start: bool = True
     boot_timeout: float = Field(default=120.0, description="Seconds to wait for the guest agent.")
 

@@ -19,11 +19,12 @@ import enum
 import re
 import uuid
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from cargobay.errors import Conflict, InvalidInput
+from cargobay.machines.shares import ShareSpec
 
 __all__ = [
     "NAME_RE",
@@ -148,6 +149,12 @@ class VMConfig(BaseModel):
     ports: tuple[PortForward, ...] = ()
     env: dict[str, str] = Field(default_factory=dict)
     template: str | None = None
+    cache_strategy: Literal["writeback", "writethrough", "none", "directsync", "unsafe"] = (
+        "writeback"
+    )
+    """The data drive's cache (``hypervisors.qemu_storage``)."""
+    shares: tuple[ShareSpec, ...] = ()
+    """Host folders shared into the guest (``machines.shares``)."""
 
 
 class RuntimeInfo(BaseModel):

@@ -50,7 +50,7 @@ from cargobay.errors import (
 )
 from cargobay.hypervisors.base import Hypervisor, VMHandle, VMSpec, VMStatus
 from cargobay.images.manifest import ImageManifest
-from cargobay.machines import guest_files
+from cargobay.machines import guest_files, shares
 from cargobay.machines import logs as machine_logs
 from cargobay.machines.agent import (
     AgentClientLike,
@@ -373,6 +373,7 @@ class MachineService:
         self._clean_run_dir(vm)
         run_dir.mkdir(parents=True, mode=0o700)
         spec = self.machine_spec(vm, vm.id, run_dir, self.machine_dir(vm), self.data_disk(vm))
+        spec, share_devs = await shares.attach(vm.config.shares, vm.config.cache_strategy, spec)
         hv = self.hypervisor(vm.config.backend)
         if restore is not None:
             spec = restore_spec(spec, hv, restore)
@@ -401,6 +402,8 @@ class MachineService:
                 await load_restore(hv, handle, restore)
             remaining = boot_timeout - (time.monotonic() - began)
             agent = await self._wait_for_agent(vm, hv, handle, remaining, boot_timeout)
+            if restore is None:
+                await shares.mount_with_agent(agent, vm.config.shares, share_devs)
             if restore is not None and restore.hostname:
                 await set_hostname(agent, restore.hostname)
         except BaseException:

@@ -7,6 +7,7 @@
                                                    disk file and its ext4 grow)
     ports      "8080:80,5353:53/udp" or ""         at the next start
     env        "KEY=VALUE,KEY2=VALUE2" or ""       at the next start
+    cache_strategy  writeback|writethrough|none|directsync|unsafe   at the next start
     image, template, backend                       read-only (set at creation)
 
 ``plan_changes`` checks every requested change before any is applied and returns the new
@@ -28,6 +29,7 @@ from cargobay.config.settings import size_mib
 from cargobay.errors import CargoBayError, ConfigError, Conflict, HypervisorError
 from cargobay.machines.files import find_tool
 from cargobay.machines.models import VMConfig, VMInstance, VMStateKind
+from cargobay.machines.shares import check_cache_strategy
 from cargobay.machines.validation import (
     MAX_CPUS,
     MIN_DISK_MB,
@@ -45,9 +47,9 @@ __all__ = [
     "plan_changes",
 ]
 
-SETTABLE = ("cpus", "memory", "disk", "ports", "env")
-READ_ONLY = ("image", "template", "backend")
-_NEEDS_RESTART = frozenset({"cpus", "memory", "ports", "env"})
+SETTABLE = ("cpus", "memory", "disk", "ports", "env", "cache_strategy")
+READ_ONLY = ("image", "template", "backend", "shares")
+_NEEDS_RESTART = frozenset({"cpus", "memory", "ports", "env", "cache_strategy"})
 _ENV_KEY_FIRST = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz_")
 
 
@@ -63,6 +65,12 @@ def machine_settings(vm: VMInstance) -> dict[str, Any]:
         "image": c.image,
         "template": c.template,
         "backend": c.backend,
+        "cache_strategy": c.cache_strategy,
+        "shares": [
+            f"{s.host_path}:{s.guest_path}{':ro' if s.readonly else ''}"
+            + ("" if s.kind == "9p" else f" ({s.kind})")
+            for s in c.shares
+        ],
     }
 
 
@@ -159,6 +167,11 @@ def plan_changes(
                 raise ConfigError(f"ports: {err}") from err
         elif key == "env":
             update["env"] = _env(value)
+        elif key == "cache_strategy":
+            try:
+                update["cache_strategy"] = check_cache_strategy(value)
+            except CargoBayError as err:
+                raise ConfigError(f"cache_strategy: {err}") from err
         else:
             raise ConfigError(
                 f"{key}: unknown setting; the settable keys are: {', '.join(SETTABLE)}"
@@ -180,6 +193,7 @@ def _value(config: VMConfig, key: str) -> Any:
         "disk": config.disk_mb,
         "ports": config.ports,
         "env": config.env,
+        "cache_strategy": config.cache_strategy,
     }[key]
 
 

@@ -141,6 +141,8 @@ class _Requests:
         start: bool,
         boot_timeout: float,
         env: Mapping[str, str] | None = None,
+        shares: Sequence[str] | None = None,
+        cache_strategy: str | None = None,
     ) -> _Call:
         # Left-out values are not sent: the daemon fills them from the template, then
         # from config.yaml's defaults.
@@ -152,6 +154,8 @@ class _Requests:
             "ports": None if ports is None else list(ports),
             "env": None if env is None else dict(env),
             "template": template,
+            "shares": None if shares is None else list(shares),
+            "cache_strategy": cache_strategy,
         }
         body = {
             "name": name,
@@ -431,9 +435,22 @@ class CargoBayClient:
         start: bool = True,
         boot_timeout: float = 120.0,
         env: Mapping[str, str] | None = None,
+        shares: Sequence[str] | None = None,
+        cache_strategy: str | None = None,
     ) -> dict[str, Any]:
         call = _Requests.create_machine(
-            name, image, cpus, memory, disk, ports, template, start, boot_timeout, env
+            name,
+            image,
+            cpus,
+            memory,
+            disk,
+            ports,
+            template,
+            start,
+            boot_timeout,
+            env,
+            shares,
+            cache_strategy,
         )
         result: dict[str, Any] = self._request(call)
         return result
@@ -668,9 +685,22 @@ class AsyncCargoBayClient:
         start: bool = True,
         boot_timeout: float = 120.0,
         env: Mapping[str, str] | None = None,
+        shares: Sequence[str] | None = None,
+        cache_strategy: str | None = None,
     ) -> dict[str, Any]:
         call = _Requests.create_machine(
-            name, image, cpus, memory, disk, ports, template, start, boot_timeout, env
+            name,
+            image,
+            cpus,
+            memory,
+            disk,
+            ports,
+            template,
+            start,
+            boot_timeout,
+            env,
+            shares,
+            cache_strategy,
         )
         result: dict[str, Any] = await self._request(call)
         return result

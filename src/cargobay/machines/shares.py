@@ -1,0 +1,288 @@
+"""Host folders shared into a machine: ``--share HOST_PATH:GUEST_PATH[:ro]``.
+
+A share is stored on the machine (``VMConfig.shares``) and attached at every start:
+
+- always as virtio-9p (QEMU serves the folder itself; no helper process);
+- as virtiofs instead when ``kind="virtiofs"`` was asked for and a virtiofsd is installed
+  (``/usr/lib/qemu/virtiofsd`` from QEMU 7.2, or Debian's ``virtiofsd``).  The daemon starts
+  one virtiofsd per share, its socket in the VM's run directory, before QEMU; virtiofsd
+  exits when QEMU closes the vhost-user connection (stop, crash, kill), and the run
+  directory is removed with the machine's other sockets.  virtiofs needs the guest RAM in
+  a shared memory backend: a ``memory-backend-file`` with ``share=on`` in the run
+  directory (``QemuOptions.memory_file``), so such a machine cannot also start from a
+  private template clone.
+
+After the guest agent answers, the daemon mounts each share from the host side through the
+agent (``mkdir -p`` then ``mount -t 9p -o trans=virtio,version=9p2000.L[,ro] TAG PATH`` or
+``mount -t virtiofs TAG PATH``): the guest image is unchanged (its kernel has 9p and
+virtiofs built in).
+
+This module imports no machine model, so ``machines.models`` can hold ``ShareSpec``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import dataclasses
+import os
+import shutil
+from collections.abc import Iterable, Mapping
+from pathlib import Path, PurePosixPath
+from typing import TYPE_CHECKING, Any, Literal
+
+from pydantic import BaseModel, ConfigDict
+
+from cargobay.errors import GuestError, InvalidInput
+from cargobay.hypervisors.qemu_storage import ShareDevice, encode_shares
+from cargobay.machines.agent import ExecExit, ExecOutput, ExecRequest, exec_events
+
+if TYPE_CHECKING:
+    from cargobay.machines.models import VMInstance
+
+__all__ = [
+    "VIRTIOFSD_CANDIDATES",
+    "ShareSpec",
+    "check_guest_dir",
+    "find_virtiofsd",
+    "mount_argv",
+    "parse_share",
+    "share_devices",
+    "start_virtiofsd",
+]
+
+VIRTIOFSD_CANDIDATES = ("/usr/lib/qemu/virtiofsd", "/usr/libexec/virtiofsd")
+VIRTIOFSD_WAIT = 10.0
+
+
+class ShareSpec(BaseModel):
+    """One shared folder, as stored on the machine."""
+
+    model_config = ConfigDict(frozen=True)
+
+    host_path: str
+    guest_path: str
+    readonly: bool = False
+    kind: Literal["9p", "virtiofs"] = "9p"
+
+
+def check_guest_dir(path: str, what: str = "guest path") -> str:
+    """An absolute guest path with no ``..`` component (``InvalidInput`` otherwise)."""
+    if not path.startswith("/") or "\0" in path:
+        raise InvalidInput(f"bad {what} {path!r}: use an absolute path like /mnt/src")
+    if ".." in PurePosixPath(path).parts:
+        raise InvalidInput(f"bad {what} {path!r}: '..' is not allowed")
+    return path
+
+
+def parse_share(text: str, kind: Literal["9p", "virtiofs"] = "9p") -> ShareSpec:
+    """``HOST_PATH:GUEST_PATH[:ro]`` -> a checked ``ShareSpec``: the host path exists and
+    is a directory (made absolute), the guest path is absolute without ``..``."""
+    parts = text.split(":")
+    readonly = False
+    if len(parts) == 3 and parts[2] in ("ro", "rw"):
+        readonly = parts[2] == "ro"
+        parts = parts[:2]
+    if len(parts) != 2 or not parts[0] or not parts[1]:
+        raise InvalidInput(f"bad share {text!r}: use HOST_PATH:GUEST_PATH[:ro]")
+    host, guest = parts
+    return check_share(ShareSpec(host_path=host, guest_path=guest, readonly=readonly, kind=kind))
+
+
+def check_share(share: ShareSpec) -> ShareSpec:
+    host = Path(share.host_path).expanduser()
+    if not host.is_absolute():
+        host = Path.cwd() / host
+    if not host.exists():
+        raise InvalidInput(f"bad share: host folder {share.host_path!r} does not exist")
+    if not host.is_dir():
+        raise InvalidInput(f"bad share: {share.host_path!r} is not a directory")
+    check_guest_dir(share.guest_path, "share guest path")
+    return share.model_copy(update={"host_path": str(host.resolve())})
+
+
+def find_virtiofsd() -> str | None:
+    """The virtiofsd binary, or ``None`` where it is not installed."""
+    for candidate in VIRTIOFSD_CANDIDATES:
+        if os.access(candidate, os.X_OK):
+            return candidate
+    return shutil.which("virtiofsd")
+
+
+def _tag(i: int) -> str:
+    return f"cbshare{i}"
+
+
+def share_devices(
+    shares: tuple[ShareSpec, ...], run_dir: Path
+) -> tuple[tuple[ShareDevice, ...], dict[str, str]]:
+    """The devices for ``shares`` and the ``VMSpec.extra`` entries that carry them (with a
+    shared memory file when one is virtiofs)."""
+    devices = tuple(
+        ShareDevice(
+            tag=_tag(i),
+            host_path=s.host_path,
+            readonly=s.readonly,
+            kind=s.kind,
+            socket=str(run_dir / f"vfs{i}.sock") if s.kind == "virtiofs" else None,
+        )
+        for i, s in enumerate(shares)
+    )
+    extra: dict[str, str] = {}
+    if devices:
+        extra["shares"] = encode_shares(devices)
+    if any(d.kind == "virtiofs" for d in devices):
+        extra["memory_file"] = str(run_dir / "guest-ram")
+        extra["memory_share"] = "on"
+    return devices, extra
+
+
+async def start_virtiofsd(devices: tuple[ShareDevice, ...]) -> list[asyncio.subprocess.Process]:
+    """One virtiofsd per virtiofs device, each in its own session (it outlives the daemon
+    with its VM); returns once every socket exists.  Raises ``InvalidInput`` when
+    virtiofsd is missing."""
+    wanted = [d for d in devices if d.kind == "virtiofs"]
+    if not wanted:
+        return []
+    binary = find_virtiofsd()
+    if binary is None:
+        raise InvalidInput(
+            "a virtiofs share needs virtiofsd (Debian: qemu-system-common or virtiofsd); "
+            "use a 9p share instead"
+        )
+    procs: list[asyncio.subprocess.Process] = []
+    try:
+        for d in wanted:
+            assert d.socket is not None
+            argv = [
+                binary,
+                f"--socket-path={d.socket}",
+                "-o",
+                f"source={d.host_path}",
+                "-o",
+                "cache=auto",
+                "--sandbox=chroot",
+            ]
+            if d.readonly:
+                argv += ["-o", "readonly"]
+            procs.append(
+                await asyncio.create_subprocess_exec(
+                    *argv,
+                    stdin=asyncio.subprocess.DEVNULL,
+                    stdout=asyncio.subprocess.DEVNULL,
+                    stderr=asyncio.subprocess.PIPE,
+                    start_new_session=True,
+                )
+            )
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + VIRTIOFSD_WAIT
+        for d, proc in zip(wanted, procs, strict=True):
+            assert d.socket is not None
+            while not os.path.exists(d.socket):  # noqa: ASYNC240 (a stat per 20 ms)
+                if proc.returncode is not None or loop.time() > deadline:
+                    err = b""
+                    if proc.stderr is not None and proc.returncode is not None:
+                        err = await proc.stderr.read()
+                    raise InvalidInput(
+                        f"virtiofsd for {d.host_path} did not start: "
+                        f"{err.decode(errors='replace').strip() or 'no socket'}"
+                    )
+                await asyncio.sleep(0.02)
+    except BaseException:
+        for proc in procs:
+            with contextlib.suppress(ProcessLookupError):
+                proc.kill()
+        raise
+    return procs
+
+
+def mount_argv(device: ShareDevice, guest_path: str) -> list[str]:
+    """The guest command that mounts ``device`` at ``guest_path`` (after ``mkdir -p``)."""
+    if device.kind == "virtiofs":
+        opts = ["-o", "ro"] if device.readonly else []
+        return ["mount", "-t", "virtiofs", *opts, device.tag, guest_path]
+    options = "trans=virtio,version=9p2000.L,msize=262144" + (",ro" if device.readonly else "")
+    return ["mount", "-t", "9p", "-o", options, device.tag, guest_path]
+
+
+async def mount_in_guest(
+    run: Any, shares: tuple[ShareSpec, ...], devices: tuple[ShareDevice, ...]
+) -> None:
+    """Mount every share through ``run(argv) -> (exit code, output)`` (the agent's exec)."""
+    for share, device in zip(shares, devices, strict=True):
+        for argv in (["mkdir", "-p", share.guest_path], mount_argv(device, share.guest_path)):
+            code, output = await run(argv)
+            if code != 0:
+                raise GuestError(
+                    f"mounting share {share.host_path} at {share.guest_path} failed "
+                    f"({' '.join(argv)}): {output.strip()}"
+                )
+
+
+def spec_extra(cache_strategy: str, devices_extra: Mapping[str, str]) -> dict[str, str]:
+    return {"cache": cache_strategy, **devices_extra}
+
+
+async def attach(
+    shares: tuple[ShareSpec, ...], cache_strategy: str, spec: Any
+) -> tuple[Any, tuple[ShareDevice, ...]]:
+    """``spec`` (a ``VMSpec``) with the storage entries in its ``extra`` (the cache
+    strategy, the share devices), virtiofsd started for virtiofs shares."""
+    devices, extra = share_devices(shares, spec.run_dir)
+    await start_virtiofsd(devices)
+    extra = {**spec.extra, **spec_extra(cache_strategy, extra)}
+    return dataclasses.replace(spec, extra=extra), devices
+
+
+async def mount_with_agent(
+    agent: Any, shares: tuple[ShareSpec, ...], devices: tuple[ShareDevice, ...]
+) -> None:
+    """Mount the shares through the guest agent (``machines.agent.exec_events``)."""
+    if not shares:
+        return
+
+    async def run(argv: list[str]) -> tuple[int, str]:
+        out = b""
+        code = -1
+        async for event in exec_events(agent, ExecRequest(argv=argv, timeout=30.0)):
+            if isinstance(event, ExecOutput):
+                out += event.data
+            elif isinstance(event, ExecExit):
+                code = event.exit_code if event.exit_code is not None else -1
+        return code, out.decode(errors="replace")
+
+    await mount_in_guest(run, shares, devices)
+
+
+CACHE_STRATEGIES = ("writeback", "writethrough", "none", "directsync", "unsafe")
+
+
+def check_cache_strategy(value: object) -> str:
+    if value not in CACHE_STRATEGIES:
+        raise InvalidInput(
+            f"bad cache strategy {value!r}: use one of {', '.join(CACHE_STRATEGIES)}"
+        )
+    return str(value)
+
+
+def with_storage(vm: VMInstance, shares: Iterable[str], cache_strategy: str) -> VMInstance:
+    """``vm`` with its shares (``HOST:GUEST[:ro]``, checked; ``virtiofs:`` in front asks for
+    virtiofs) and data-disk cache strategy."""
+    specs: list[ShareSpec] = []
+    for text in shares:
+        kind: Literal["9p", "virtiofs"] = "9p"
+        for prefix in ("virtiofs:", "9p:"):
+            if text.startswith(prefix):
+                kind = "virtiofs" if prefix == "virtiofs:" else "9p"
+                text = text[len(prefix) :]
+        specs.append(parse_share(text, kind))
+    guests = [s.guest_path.rstrip("/") for s in specs]
+    if len(set(guests)) != len(guests):
+        raise InvalidInput("two shares have the same guest path")
+    if any(s.kind == "virtiofs" for s in specs) and find_virtiofsd() is None:
+        raise InvalidInput(
+            "a virtiofs share needs virtiofsd (Debian: qemu-system-common or virtiofsd); "
+            "share with 9p instead"
+        )
+    update = {"shares": tuple(specs), "cache_strategy": check_cache_strategy(cache_strategy)}
+    return vm.model_copy(update={"config": vm.config.model_copy(update=update)})
