@@ -169,6 +169,10 @@ def start(
     ports: PortsOpt = None,
     template: TemplateOpt = None,
     boot_timeout: BootTimeoutOpt = 120.0,
+    snapshot: Annotated[
+        str | None,
+        typer.Option("--snapshot", help="Warm-start from this snapshot instead of booting."),
+    ] = None,
 ) -> None:
     """Start a machine, creating it first when it does not exist."""
     spec = resources(cpus, memory, disk, ports, template)
@@ -187,8 +191,11 @@ def start(
                 f"note: {name} exists; --image/--template/--cpus/--memory/--disk/--ports "
                 "apply only when a machine is created"
             )
-        with spinner(f"booting {name} ..."):
-            m = as_machine(client.start(name, boot_timeout=boot_timeout))
+        what = f"restoring {name} from {snapshot}" if snapshot else f"booting {name}"
+        with spinner(f"{what} ..."):
+            m = as_machine(client.start(name, boot_timeout=boot_timeout, snapshot=snapshot))
+    elif snapshot is not None:
+        fail(f"machine {name!r} does not exist; a snapshot starts an existing machine")
     else:
         with spinner(f"creating and booting {name} ..."):
             m = as_machine(
@@ -432,3 +439,6 @@ def register(app: typer.Typer, *, aiva: bool) -> None:
     verbs.append(("config", machine_config))
     for name, func in verbs:
         app.command(name, epilog=EXIT_CODES_HELP)(func)
+    from cargobay.cli import machine_snapshots
+
+    machine_snapshots.register(app)

@@ -320,7 +320,9 @@ def create_app(state: DaemonState, *, recover: bool = True) -> FastAPI:
     @app.post("/v1/machines/{name}/start", response_model=Machine, tags=["machines"])
     async def start_machine(name: str, body: StartRequest | None = None) -> Machine:
         body = body or StartRequest()
-        return machine(await service.start(name, boot_timeout=body.boot_timeout))
+        return machine(
+            await service.start(name, boot_timeout=body.boot_timeout, snapshot=body.snapshot)
+        )
 
     @app.post("/v1/machines/{name}/stop", response_model=Machine, tags=["machines"])
     async def stop_machine(name: str, body: StopRequest | None = None) -> Machine:
@@ -444,6 +446,14 @@ def create_app(state: DaemonState, *, recover: bool = True) -> FastAPI:
     from cargobay.daemon.machine_config import router as machine_config_router
 
     app.include_router(machine_config_router)
+    from cargobay.daemon.machine_data import router as machine_data_router
+
+    app.include_router(machine_data_router)
+    from cargobay.daemon.machine_snapshots import router as snapshots_router
+    from cargobay.machines.snapshot_service import SnapshotService
+
+    app.state.snapshots = SnapshotService(service)
+    app.include_router(snapshots_router)
     from cargobay.daemon.containers import router as engine_router
 
     app.include_router(engine_router)

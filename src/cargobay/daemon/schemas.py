@@ -72,6 +72,9 @@ class CreateMachineRequest(_Request):
 
 class StartRequest(_Request):
     boot_timeout: float = 120.0
+    snapshot: str | None = Field(
+        default=None, description="Warm-start from this snapshot instead of booting."
+    )
 
 
 class StopRequest(_Request):

@@ -33,6 +33,8 @@ from cargobay.paths import Paths
 __all__ = ["AsyncCargoBayClient", "CargoBayClient", "ExecResult", "raise_for_event"]
 
 DEFAULT_TIMEOUT = 30.0
+SNAPSHOT_TIMEOUT = 180.0
+"""A snapshot writes the guest's RAM and copies its data disk."""
 """Seconds for an ordinary request; boots and stops get their own timeout plus this."""
 FILE_TIMEOUT = 120.0
 """Seconds for a file transfer (up to 64 MiB through the guest agent)."""
@@ -178,12 +180,42 @@ class _Requests:
         return _Call("PATCH", f"/v1/machines/{_seg(name)}/config", json={"set": dict(settings)})
 
     @staticmethod
-    def start(name: str, boot_timeout: float) -> _Call:
+    def start(name: str, boot_timeout: float, snapshot: str | None = None) -> _Call:
+        body: dict[str, Any] = {"boot_timeout": boot_timeout}
+        if snapshot is not None:
+            body["snapshot"] = snapshot
         return _Call(
             "POST",
             f"/v1/machines/{_seg(name)}/start",
-            json={"boot_timeout": boot_timeout},
+            json=body,
             timeout=boot_timeout + DEFAULT_TIMEOUT,
+        )
+
+    @staticmethod
+    def snapshots(name: str) -> _Call:
+        return _Call("GET", f"/v1/machines/{_seg(name)}/snapshots")
+
+    @staticmethod
+    def take_snapshot(name: str, tag: str | None) -> _Call:
+        body = {} if tag is None else {"tag": tag}
+        return _Call(
+            "POST", f"/v1/machines/{_seg(name)}/snapshots", json=body, timeout=SNAPSHOT_TIMEOUT
+        )
+
+    @staticmethod
+    def delete_snapshot(name: str, tag: str) -> _Call:
+        return _Call("DELETE", f"/v1/machines/{_seg(name)}/snapshots/{_seg(tag)}")
+
+    @staticmethod
+    def fork(name: str, count: int, snapshot: str | None, boot_timeout: float) -> _Call:
+        body: dict[str, Any] = {"count": count, "boot_timeout": boot_timeout}
+        if snapshot is not None:
+            body["snapshot"] = snapshot
+        return _Call(
+            "POST",
+            f"/v1/machines/{_seg(name)}/fork",
+            json=body,
+            timeout=boot_timeout + SNAPSHOT_TIMEOUT,
         )
 
     @staticmethod
@@ -469,8 +501,37 @@ class CargoBayClient:
         result: dict[str, Any] = self._request(_Requests.set_machine_config(name, settings))
         return result
 
-    def start(self, name: str, *, boot_timeout: float = 120.0) -> dict[str, Any]:
-        result: dict[str, Any] = self._request(_Requests.start(name, boot_timeout))
+    def start(
+        self, name: str, *, boot_timeout: float = 120.0, snapshot: str | None = None
+    ) -> dict[str, Any]:
+        """Boot a stopped machine, or warm-start it from ``snapshot``."""
+        result: dict[str, Any] = self._request(_Requests.start(name, boot_timeout, snapshot))
+        return result
+
+    def snapshots(self, name: str) -> list[dict[str, Any]]:
+        result: list[dict[str, Any]] = self._request(_Requests.snapshots(name))
+        return result
+
+    def take_snapshot(self, name: str, tag: str | None = None) -> dict[str, Any]:
+        """Save a running machine's state and data disk; it keeps running."""
+        result: dict[str, Any] = self._request(_Requests.take_snapshot(name, tag))
+        return result
+
+    def delete_snapshot(self, name: str, tag: str) -> None:
+        self._request(_Requests.delete_snapshot(name, tag))
+
+    def fork(
+        self,
+        name: str,
+        count: int = 1,
+        *,
+        snapshot: str | None = None,
+        boot_timeout: float = 120.0,
+    ) -> list[dict[str, Any]]:
+        """Start ``count`` running clones from a snapshot (a new one if not given)."""
+        result: list[dict[str, Any]] = self._request(
+            _Requests.fork(name, count, snapshot, boot_timeout)
+        )
         return result
 
     def stop(self, name: str, *, force: bool = False, timeout: float = 10.0) -> dict[str, Any]:
@@ -717,8 +778,34 @@ class AsyncCargoBayClient:
         result: dict[str, Any] = await self._request(_Requests.set_machine_config(name, settings))
         return result
 
-    async def start(self, name: str, *, boot_timeout: float = 120.0) -> dict[str, Any]:
-        result: dict[str, Any] = await self._request(_Requests.start(name, boot_timeout))
+    async def start(
+        self, name: str, *, boot_timeout: float = 120.0, snapshot: str | None = None
+    ) -> dict[str, Any]:
+        result: dict[str, Any] = await self._request(_Requests.start(name, boot_timeout, snapshot))
+        return result
+
+    async def snapshots(self, name: str) -> list[dict[str, Any]]:
+        result: list[dict[str, Any]] = await self._request(_Requests.snapshots(name))
+        return result
+
+    async def take_snapshot(self, name: str, tag: str | None = None) -> dict[str, Any]:
+        result: dict[str, Any] = await self._request(_Requests.take_snapshot(name, tag))
+        return result
+
+    async def delete_snapshot(self, name: str, tag: str) -> None:
+        await self._request(_Requests.delete_snapshot(name, tag))
+
+    async def fork(
+        self,
+        name: str,
+        count: int = 1,
+        *,
+        snapshot: str | None = None,
+        boot_timeout: float = 120.0,
+    ) -> list[dict[str, Any]]:
+        result: list[dict[str, Any]] = await self._request(
+            _Requests.fork(name, count, snapshot, boot_timeout)
+        )
         return result
 
     async def stop(

@@ -225,6 +225,29 @@ def test_pause_and_resume(setup: Setup) -> None:
     assert setup.client.exec(NAME, ["true"]).exit_code == 0
 
 
+def test_snapshot_and_fork_through_the_api(setup: Setup) -> None:
+    c = setup.client
+    assert c.exec(NAME, ["sh", "-c", "echo api > /tmp/mark"]).ok
+    info = c.take_snapshot(NAME, "api1")
+    assert info["tag"] == "api1"
+    assert [s["tag"] for s in c.snapshots(NAME)] == ["api1"]
+    with pytest.raises(Conflict, match="already has a snapshot"):
+        c.take_snapshot(NAME, "api1")
+    with pytest.raises(InvalidInput, match="bad snapshot tag"):
+        c.take_snapshot(NAME, "../x")
+    with pytest.raises(NotFound, match="no snapshot 'nope'"):
+        c.fork(NAME, 1, snapshot="nope")
+    clones = c.fork(NAME, 1, snapshot="api1", boot_timeout=120)
+    assert [m["name"] for m in clones] == [f"{NAME}-1"]
+    assert clones[0]["state"]["kind"] == "running"
+    result = c.exec(f"{NAME}-1", ["cat", "/tmp/mark"])
+    assert result.stdout == b"api\n"
+    c.delete(f"{NAME}-1", force=True)
+    c.delete_snapshot(NAME, "api1")
+    assert c.snapshots(NAME) == []
+    setup.assert_daemon_up()
+
+
 def test_vm_gone_while_the_daemon_was_down_is_an_error(setup: Setup) -> None:
     pid = qemu_pid(setup)
     setup.daemon.send_signal(signal.SIGKILL)
