@@ -18,6 +18,7 @@ import typer
 
 from cargobay.cli.app import EXIT_CODES_HELP, EXIT_TIMEOUT, fail
 from cargobay.cli.inputs import parse_env, parse_port, size_arg
+from cargobay.cli.machine_data import CacheOpt, ShareOpt, share_arg
 from cargobay.cli.metrics_view import metrics_pairs
 from cargobay.cli.output import (
     MACHINE_HEADERS,
@@ -145,11 +146,17 @@ def create(
     memory: MemoryOpt = None,
     disk: DiskOpt = None,
     ports: PortsOpt = None,
+    shares: ShareOpt = None,
+    cache: CacheOpt = None,
 ) -> None:
     """Create a machine without starting it."""
     spec = resources(cpus, memory, disk, ports, template)
     if image is not None:
         spec["image"] = image
+    if shares:
+        spec["shares"] = [share_arg(s) for s in shares]
+    if cache is not None:
+        spec["cache_strategy"] = cache
     client = connect()
     m = as_machine(client.create_machine(name=name, start=False, **spec))
     config = m.get("config") or {}
@@ -442,3 +449,6 @@ def register(app: typer.Typer, *, aiva: bool) -> None:
     from cargobay.cli import machine_snapshots
 
     machine_snapshots.register(app)
+    from cargobay.cli import machine_data
+
+    machine_data.register(app)

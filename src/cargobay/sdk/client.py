@@ -308,6 +308,14 @@ class _Requests:
         return _Call("DELETE", f"/v1/images/{_seg(name)}")
 
     @staticmethod
+    def transfer_data(
+        name: str, op: str, host_path: str, guest_path: str, delete: bool, reverse: bool
+    ) -> _Call:
+        body: dict[str, Any] = {"op": op, "host_path": host_path, "guest_path": guest_path}
+        body |= {"delete": delete, "reverse": reverse}
+        return _Call("POST", f"/v1/machines/{_seg(name)}/data", json=body, timeout=None)
+
+    @staticmethod
     def shutdown_daemon() -> _Call:
         return _Call("POST", "/v1/daemon/shutdown")
 
@@ -633,6 +641,20 @@ class CargoBayClient:
     def delete_image(self, name: str) -> None:
         self._request(_Requests.delete_image(name))
 
+    def transfer_data(
+        self,
+        name: str,
+        op: str,
+        host_path: str,
+        guest_path: str,
+        *,
+        delete: bool = False,
+        reverse: bool = False,
+    ) -> Iterator[dict[str, Any]]:
+        """``data push|pull|sync``: progress events (plan, file..., done)."""
+        call = _Requests.transfer_data(name, op, host_path, guest_path, delete, reverse)
+        return self._events(call)
+
     def shutdown_daemon(self) -> None:
         self._request(_Requests.shutdown_daemon())
 
@@ -902,6 +924,20 @@ class AsyncCargoBayClient:
 
     async def delete_image(self, name: str) -> None:
         await self._request(_Requests.delete_image(name))
+
+    def transfer_data(
+        self,
+        name: str,
+        op: str,
+        host_path: str,
+        guest_path: str,
+        *,
+        delete: bool = False,
+        reverse: bool = False,
+    ) -> AsyncIterator[dict[str, Any]]:
+        """``data push|pull|sync``: progress events (plan, file..., done)."""
+        call = _Requests.transfer_data(name, op, host_path, guest_path, delete, reverse)
+        return self._events(call)
 
     async def shutdown_daemon(self) -> None:
         await self._request(_Requests.shutdown_daemon())
