@@ -55,6 +55,13 @@ CmdArg = Annotated[
     list[str],
     typer.Argument(help="The command and its arguments (put them after --).", show_default=False),
 ]
+RestartOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--restart",
+        help="When the VM process ends on its own: no (default), on-failure[:N], always.",
+    ),
+]
 ImageOpt = Annotated[str | None, typer.Option("--image", help="Image to boot (default default).")]
 CpusOpt = Annotated[int | None, typer.Option("--cpus", min=1, max=64, help="vCPUs (default 1).")]
 MemoryOpt = Annotated[
@@ -148,6 +155,7 @@ def create(
     ports: PortsOpt = None,
     shares: ShareOpt = None,
     cache: CacheOpt = None,
+    restart: RestartOpt = None,
 ) -> None:
     """Create a machine without starting it."""
     spec = resources(cpus, memory, disk, ports, template)
@@ -157,6 +165,8 @@ def create(
         spec["shares"] = [share_arg(s) for s in shares]
     if cache is not None:
         spec["cache_strategy"] = cache
+    if restart is not None:
+        spec["restart"] = restart
     client = connect()
     m = as_machine(client.create_machine(name=name, start=False, **spec))
     config = m.get("config") or {}

@@ -66,6 +66,10 @@ class CreateMachineRequest(_Request):
         description="Data disk cache: writeback, writethrough, none, directsync, unsafe "
         "(default: config.yaml).",
     )
+    restart: str | None = Field(
+        default=None,
+        description="After the VM process ends on its own: no (default), on-failure[:N], always.",
+    )
     start: bool = True
     boot_timeout: float = Field(default=120.0, description="Seconds to wait for the guest agent.")
 

@@ -155,6 +155,8 @@ class VMConfig(BaseModel):
     """The data drive's cache (``hypervisors.qemu_storage``)."""
     shares: tuple[ShareSpec, ...] = ()
     """Host folders shared into the guest (``machines.shares``)."""
+    restart: str = "no"
+    """What to do when the VM process ends on its own (``machines.restart``)."""
 
 
 class RuntimeInfo(BaseModel):
@@ -166,6 +168,10 @@ class RuntimeInfo(BaseModel):
     accel: str | None = None
     console_log: str | None = None
     """The serial console log file; kept after the VM stops so its logs stay readable."""
+    restarts: int = 0
+    """Automatic restarts in a row (``machines.restart``); a user start resets it."""
+    last_exit: str | None = None
+    """Why the VM process last ended on its own."""
 
 
 class VMInstance(BaseModel):

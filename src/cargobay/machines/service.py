@@ -70,6 +70,7 @@ from cargobay.machines.models import (
     VMStateKind,
 )
 from cargobay.machines.process import ProcessWatcher, process_alive, wait_process_exit
+from cargobay.machines.restart_scheduler import RestartScheduler
 from cargobay.machines.settings import Plan, grow_data_disk, plan_changes
 from cargobay.machines.snapshot_boot import (
     load_restore,
@@ -118,6 +119,7 @@ class MachineService:
         self._busy: dict[str, str] = {}
         self._agents = AgentPool(agent_connector)
         self._monitor = ProcessWatcher()
+        self._restarts = RestartScheduler(self)
         self.hooks: Any = None
         """Plugin hooks (``cargobay.plugins.PluginManager``): ``await vm_started(vm)`` /
         ``vm_stopped(vm)``; they never raise."""
@@ -230,6 +232,7 @@ class MachineService:
 
     async def close(self) -> None:
         """Stop watching and drop agent connections; the VMs keep running."""
+        await self._restarts.close()
         await self._monitor.close()
         await self._agents.close()
 
@@ -322,10 +325,16 @@ class MachineService:
             return vm
 
     async def start(
-        self, name: str, boot_timeout: float = 120.0, snapshot: str | None = None
+        self,
+        name: str,
+        boot_timeout: float = 120.0,
+        snapshot: str | None = None,
+        *,
+        automatic: bool = False,
     ) -> VMInstance:
         """Boot a stopped machine, or with ``snapshot`` warm-start it from that snapshot
-        (its data disk is replaced by the snapshot's)."""
+        (its data disk is replaced by the snapshot's).  ``automatic``: a restart by the
+        machine's restart policy, which keeps counting (a user's start resets the count)."""
         check_boot_timeout(boot_timeout)
         async with self._operation(name, "starting"):
             vm = self.store.get_machine(name)
@@ -347,7 +356,9 @@ class MachineService:
                     f"remove the machine with `cargobay vm rm {name}` and create it again"
                 )
             restore = await prepare_warm_start(self, vm, snapshot) if snapshot else None
-            vm = self.store.transition(vm, _CREATING, _stopped_runtime(vm))
+            vm = self.store.transition(
+                vm, _CREATING, _stopped_runtime(vm, keep_restarts=automatic)
+            )
             try:
                 return await self._boot(vm, boot_timeout, restore)
             except BaseException as err:
@@ -394,6 +405,8 @@ class MachineService:
                             started_at=started_at,
                             accel=handle.accel,
                             console_log=handle.console_log,
+                            restarts=vm.runtime.restarts,
+                            last_exit=vm.runtime.last_exit,
                         )
                     }
                 )
@@ -538,7 +551,7 @@ class MachineService:
                 await self._graceful_stop(vm, hv, handle, timeout)
         await self._agents.drop(vm.id)
         self._clean_run_dir(vm)
-        vm = self.store.transition(vm, _STOPPED, _stopped_runtime(vm))
+        vm = self.store.transition(vm, _STOPPED, _stopped_runtime(vm, keep_restarts=False))
         if self.hooks is not None:
             await self.hooks.vm_stopped(vm)
         return vm
@@ -779,17 +792,18 @@ class MachineService:
                 await self.hypervisor(vm.config.backend).kill(handle)  # reap, clean up
             await self._agents.drop(vm_id)
             self._clean_run_dir(vm)
+            ended = f"the VM process (pid {handle.pid}) ended unexpectedly"
             vm = self.store.transition(
                 vm,
                 VMState.error(
-                    f"the VM process (pid {handle.pid}) ended unexpectedly; see "
-                    f"`cargobay vm logs {name}`, then start it again with "
+                    f"{ended}; see `cargobay vm logs {name}`, then start it again with "
                     f"`cargobay vm start {name}`"
                 ),
-                vm.runtime.model_copy(update={"handle": None}),
+                vm.runtime.model_copy(update={"handle": None, "last_exit": ended}),
             )
             if self.hooks is not None:
                 await self.hooks.vm_stopped(vm)
+            self._restarts.consider(vm)
 
     # -- helpers --------------------------------------------------------------------------
 
@@ -826,9 +840,16 @@ def _require_handle(vm: VMInstance) -> VMHandle:
     return handle
 
 
-def _stopped_runtime(vm: VMInstance) -> RuntimeInfo:
-    """What is kept of the runtime record once the VM process is gone."""
-    return RuntimeInfo(console_log=vm.runtime.console_log)
+def _stopped_runtime(vm: VMInstance, *, keep_restarts: bool = True) -> RuntimeInfo:
+    """What is kept of the runtime record once the VM process is gone (the automatic
+    restart count too, unless the user acted: ``keep_restarts=False``)."""
+    if not keep_restarts:
+        return RuntimeInfo(console_log=vm.runtime.console_log)
+    return RuntimeInfo(
+        console_log=vm.runtime.console_log,
+        restarts=vm.runtime.restarts,
+        last_exit=vm.runtime.last_exit,
+    )
 
 
 def _first_line(text: str) -> str:

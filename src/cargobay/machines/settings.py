@@ -8,6 +8,7 @@
     ports      "8080:80,5353:53/udp" or ""         at the next start
     env        "KEY=VALUE,KEY2=VALUE2" or ""       at the next start
     cache_strategy  writeback|writethrough|none|directsync|unsafe   at the next start
+    restart    no | on-failure[:N] | always        now (``machines.restart``)
     image, template, backend                       read-only (set at creation)
 
 ``plan_changes`` checks every requested change before any is applied and returns the new
@@ -29,6 +30,7 @@ from cargobay.config.settings import size_mib
 from cargobay.errors import CargoBayError, ConfigError, Conflict, HypervisorError
 from cargobay.machines.files import find_tool
 from cargobay.machines.models import VMConfig, VMInstance, VMStateKind
+from cargobay.machines.restart import check_restart
 from cargobay.machines.shares import check_cache_strategy
 from cargobay.machines.validation import (
     MAX_CPUS,
@@ -47,7 +49,7 @@ __all__ = [
     "plan_changes",
 ]
 
-SETTABLE = ("cpus", "memory", "disk", "ports", "env", "cache_strategy")
+SETTABLE = ("cpus", "memory", "disk", "ports", "env", "cache_strategy", "restart")
 READ_ONLY = ("image", "template", "backend", "shares")
 _NEEDS_RESTART = frozenset({"cpus", "memory", "ports", "env", "cache_strategy"})
 _ENV_KEY_FIRST = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz_")
@@ -66,6 +68,7 @@ def machine_settings(vm: VMInstance) -> dict[str, Any]:
         "template": c.template,
         "backend": c.backend,
         "cache_strategy": c.cache_strategy,
+        "restart": c.restart,
         "shares": [
             f"{s.host_path}:{s.guest_path}{':ro' if s.readonly else ''}"
             + ("" if s.kind == "9p" else f" ({s.kind})")
@@ -172,6 +175,11 @@ def plan_changes(
                 update["cache_strategy"] = check_cache_strategy(value)
             except CargoBayError as err:
                 raise ConfigError(f"cache_strategy: {err}") from err
+        elif key == "restart":
+            try:
+                update["restart"] = check_restart(value)
+            except CargoBayError as err:
+                raise ConfigError(str(err)) from err
         else:
             raise ConfigError(
                 f"{key}: unknown setting; the settable keys are: {', '.join(SETTABLE)}"
@@ -194,6 +202,7 @@ def _value(config: VMConfig, key: str) -> Any:
         "ports": config.ports,
         "env": config.env,
         "cache_strategy": config.cache_strategy,
+        "restart": config.restart,
     }[key]
 
 

@@ -145,6 +145,7 @@ class _Requests:
         env: Mapping[str, str] | None = None,
         shares: Sequence[str] | None = None,
         cache_strategy: str | None = None,
+        restart: str | None = None,
     ) -> _Call:
         # Left-out values are not sent: the daemon fills them from the template, then
         # from config.yaml's defaults.
@@ -158,6 +159,7 @@ class _Requests:
             "template": template,
             "shares": None if shares is None else list(shares),
             "cache_strategy": cache_strategy,
+            "restart": restart,
         }
         body = {
             "name": name,
@@ -477,6 +479,7 @@ class CargoBayClient:
         env: Mapping[str, str] | None = None,
         shares: Sequence[str] | None = None,
         cache_strategy: str | None = None,
+        restart: str | None = None,
     ) -> dict[str, Any]:
         call = _Requests.create_machine(
             name,
@@ -491,6 +494,7 @@ class CargoBayClient:
             env,
             shares,
             cache_strategy,
+            restart,
         )
         result: dict[str, Any] = self._request(call)
         return result
@@ -770,6 +774,7 @@ class AsyncCargoBayClient:
         env: Mapping[str, str] | None = None,
         shares: Sequence[str] | None = None,
         cache_strategy: str | None = None,
+        restart: str | None = None,
     ) -> dict[str, Any]:
         call = _Requests.create_machine(
             name,
@@ -784,6 +789,7 @@ class AsyncCargoBayClient:
             env,
             shares,
             cache_strategy,
+            restart,
         )
         result: dict[str, Any] = await self._request(call)
         return result
