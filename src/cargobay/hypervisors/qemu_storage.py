@@ -80,6 +80,10 @@ def share_args(shares: tuple[ShareDevice, ...], bus: str) -> list[str]:
     """``-fsdev``/``-chardev`` + ``-device`` arguments for ``shares`` (``bus``: ``device``
     on microvm, ``pci`` on q35)."""
     argv: list[str] = []
+    if bus == "device" and any(s.kind == "virtiofs" for s in shares):
+        # microvm's virtio-mmio devices are legacy (v1) by default; libvhost-user (virtiofsd)
+        # refuses legacy devices.  Modern mmio is what the guest kernel prefers anyway.
+        argv += ["-global", "virtio-mmio.force-legacy=false"]
     for i, share in enumerate(shares):
         if len(share.tag) > 31 or not share.tag.isascii():
             raise InvalidInput(f"bad share tag {share.tag!r}: at most 31 ASCII characters")

@@ -12,8 +12,8 @@ is always removed first, so nothing is written through a link.
 
 No path may escape its root, on either side (``check_member``, ``check_link``): a
 manifest member is relative, non-empty components, no ``..``, no NUL (a guest's manifest
-is untrusted); a symlink's target must stay inside the root once resolved against the
-link's directory (an absolute target never does).  A violation refuses the whole
+is untrusted); a source symlink's target must stay inside the root once resolved
+against the link's directory (an absolute target never does).  A violation refuses the whole
 transfer before anything is written (``InvalidInput`` naming the member).
 """
 
@@ -154,9 +154,12 @@ def plan(
     only_changed: bool,
     delete: bool = False,
 ) -> Plan:
-    """What to do so ``target`` matches ``source`` (both checked first)."""
+    """What to do so ``target`` matches ``source``.  Every member name is checked; the
+    source's links must stay inside; the target's links may point anywhere (they are
+    never followed: one in the way of a directory or file is removed first)."""
     check_manifest(source)
-    check_manifest(target)
+    for rel in target:
+        check_member(rel)
     remove: set[str] = set()
     for rel, have in target.items():
         want = source.get(rel)

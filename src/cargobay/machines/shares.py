@@ -8,8 +8,9 @@ A share is stored on the machine (``VMConfig.shares``) and attached at every sta
   one virtiofsd per share, its socket in the VM's run directory, before QEMU; virtiofsd
   exits when QEMU closes the vhost-user connection (stop, crash, kill), and the run
   directory is removed with the machine's other sockets.  virtiofs needs the guest RAM in
-  a shared memory backend: a ``memory-backend-file`` with ``share=on`` in the run
-  directory (``QemuOptions.memory_file``), so such a machine cannot also start from a
+  a shared memory backend: a ``memory-backend-file`` with ``share=on`` whose mem-path is
+  the directory /dev/shm (QEMU makes an unlinked file there: nothing is left after a
+  crash; ``QemuOptions.memory_file``), so such a machine cannot also start from a
   private template clone.
 
 After the guest agent answers, the daemon mounts each share from the host side through the
@@ -27,6 +28,7 @@ import contextlib
 import dataclasses
 import os
 import shutil
+import subprocess
 from collections.abc import Iterable, Mapping
 from pathlib import Path, PurePosixPath
 from typing import TYPE_CHECKING, Any, Literal
@@ -53,6 +55,7 @@ __all__ = [
 
 VIRTIOFSD_CANDIDATES = ("/usr/lib/qemu/virtiofsd", "/usr/libexec/virtiofsd")
 VIRTIOFSD_WAIT = 10.0
+SHM_DIR = "/dev/shm"
 
 
 class ShareSpec(BaseModel):
@@ -132,15 +135,30 @@ def share_devices(
     if devices:
         extra["shares"] = encode_shares(devices)
     if any(d.kind == "virtiofs" for d in devices):
-        extra["memory_file"] = str(run_dir / "guest-ram")
+        # a directory: QEMU makes an unlinked file in it (nothing to clean up after a crash)
+        extra["memory_file"] = SHM_DIR if os.path.isdir(SHM_DIR) else str(run_dir)
         extra["memory_share"] = "on"
     return devices, extra
 
 
-async def start_virtiofsd(devices: tuple[ShareDevice, ...]) -> list[asyncio.subprocess.Process]:
+def _spawn(argv: list[str], log_path: Path) -> subprocess.Popen[bytes]:
+    with log_path.open("wb") as log:
+        return subprocess.Popen(
+            argv,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=log,
+            start_new_session=True,
+        )
+
+
+async def start_virtiofsd(
+    devices: tuple[ShareDevice, ...], log_dir: Path
+) -> list[subprocess.Popen[bytes]]:
     """One virtiofsd per virtiofs device, each in its own session (it outlives the daemon
-    with its VM); returns once every socket exists.  Raises ``InvalidInput`` when
-    virtiofsd is missing."""
+    with its VM; a plain ``Popen``: an asyncio transport would kill it when collected),
+    its stderr in ``log_dir/virtiofsdN.log``; returns once every socket exists.  Raises
+    ``InvalidInput`` when virtiofsd is missing or does not start."""
     wanted = [d for d in devices if d.kind == "virtiofs"]
     if not wanted:
         return []
@@ -150,42 +168,21 @@ async def start_virtiofsd(devices: tuple[ShareDevice, ...]) -> list[asyncio.subp
             "a virtiofs share needs virtiofsd (Debian: qemu-system-common or virtiofsd); "
             "use a 9p share instead"
         )
-    procs: list[asyncio.subprocess.Process] = []
+    procs: list[subprocess.Popen[bytes]] = []
+    logs: list[Path] = []
     try:
-        for d in wanted:
-            assert d.socket is not None
-            argv = [
-                binary,
-                f"--socket-path={d.socket}",
-                "-o",
-                f"source={d.host_path}",
-                "-o",
-                "cache=auto",
-                "--sandbox=chroot",
-            ]
-            if d.readonly:
-                argv += ["-o", "readonly"]
-            procs.append(
-                await asyncio.create_subprocess_exec(
-                    *argv,
-                    stdin=asyncio.subprocess.DEVNULL,
-                    stdout=asyncio.subprocess.DEVNULL,
-                    stderr=asyncio.subprocess.PIPE,
-                    start_new_session=True,
-                )
-            )
+        for i, d in enumerate(wanted):
+            logs.append(log_dir / f"virtiofsd{i}.log")
+            procs.append(_spawn(virtiofsd_argv(binary, d), logs[-1]))
         loop = asyncio.get_running_loop()
         deadline = loop.time() + VIRTIOFSD_WAIT
-        for d, proc in zip(wanted, procs, strict=True):
+        for d, proc, log_path in zip(wanted, procs, logs, strict=True):
             assert d.socket is not None
             while not os.path.exists(d.socket):  # noqa: ASYNC240 (a stat per 20 ms)
-                if proc.returncode is not None or loop.time() > deadline:
-                    err = b""
-                    if proc.stderr is not None and proc.returncode is not None:
-                        err = await proc.stderr.read()
+                if proc.poll() is not None or loop.time() > deadline:
+                    err = log_path.read_text(errors="replace").strip()
                     raise InvalidInput(
-                        f"virtiofsd for {d.host_path} did not start: "
-                        f"{err.decode(errors='replace').strip() or 'no socket'}"
+                        f"virtiofsd for {d.host_path} did not start: {err or 'no socket'}"
                     )
                 await asyncio.sleep(0.02)
     except BaseException:
@@ -194,6 +191,18 @@ async def start_virtiofsd(devices: tuple[ShareDevice, ...]) -> list[asyncio.subp
                 proc.kill()
         raise
     return procs
+
+
+def virtiofsd_argv(binary: str, device: ShareDevice) -> list[str]:
+    """QEMU 7.2's C virtiofsd (``-o source=``; no read-only mode: a read-only share is
+    mounted ``ro`` in the guest) or the Rust one (``--shared-dir``, ``--readonly``)."""
+    assert device.socket is not None
+    if binary.startswith("/usr/lib/qemu/"):
+        opts = f"source={device.host_path},cache=auto,sandbox=chroot"
+        return [binary, f"--socket-path={device.socket}", "-o", opts]
+    argv = [binary, f"--socket-path={device.socket}", f"--shared-dir={device.host_path}"]
+    argv += ["--sandbox=chroot", "--cache=auto"]
+    return argv + (["--readonly"] if device.readonly else [])
 
 
 def mount_argv(device: ShareDevice, guest_path: str) -> list[str]:
@@ -229,7 +238,7 @@ async def attach(
     """``spec`` (a ``VMSpec``) with the storage entries in its ``extra`` (the cache
     strategy, the share devices), virtiofsd started for virtiofs shares."""
     devices, extra = share_devices(shares, spec.run_dir)
-    await start_virtiofsd(devices)
+    await start_virtiofsd(devices, spec.state_dir)
     extra = {**spec.extra, **spec_extra(cache_strategy, extra)}
     return dataclasses.replace(spec, extra=extra), devices
 

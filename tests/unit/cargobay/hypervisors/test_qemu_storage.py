@@ -77,6 +77,10 @@ def test_virtiofs_share_needs_its_socket() -> None:
     argv = build_argv("qemu", make_spec(), QemuOptions(shares=(dev,)))
     assert "socket,id=vfs0,path=/run/x/vfs0.sock" in argv
     assert "vhost-user-fs-device,chardev=vfs0,tag=cbshare0" in argv
+    # libvhost-user refuses legacy virtio-mmio devices (microvm's default)
+    assert "virtio-mmio.force-legacy=false" in argv
+    plain = build_argv("qemu", make_spec(), QemuOptions())
+    assert "virtio-mmio.force-legacy=false" not in plain
     with pytest.raises(InvalidInput, match="virtiofsd socket"):
         build_argv(
             "qemu",
