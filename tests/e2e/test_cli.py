@@ -168,10 +168,39 @@ def test_bad_input(bay: Bay, args: tuple[str, ...], code: int, words: str) -> No
 # -- the end of the flow ----------------------------------------------------------------------
 
 
+def test_snapshot_and_fork(bay: Bay) -> None:
+    assert bay.aiva("exec", BOX, "--", "sh", "-c", "echo in-ram > /tmp/mark").returncode == 0
+    r = bay.aiva("snapshot", BOX, "--tag", "c1", "--json")
+    assert r.returncode == 0, r
+    assert json.loads(r.stdout)["tag"] == "c1"
+    listed = json.loads(bay.cargobay("vm", "snapshots", BOX, "--json").stdout)
+    assert [s["tag"] for s in listed] == ["c1"]
+    assert bay.aiva("snapshot", BOX, "--tag", "c1").returncode != 0  # the tag is taken
+    r = bay.cargobay("vm", "fork", BOX, "--count", "1", "--snapshot", "c1", "--json")
+    assert r.returncode == 0, r
+    (clone,) = json.loads(r.stdout)
+    assert clone["name"] == f"{BOX}-1"
+    r = bay.aiva("exec", clone["name"], "--", "sh", "-c", "uname -n; cat /tmp/mark")
+    assert (r.returncode, r.stdout) == (0, f"{BOX}-1\nin-ram\n"), r
+    assert bay.aiva("rm", "--force", clone["name"]).returncode == 0
+
+
 def test_aiva_stop_and_rm(bay: Bay) -> None:
     r = bay.aiva("stop", BOX)
     assert r.returncode == 0, r
     assert json.loads(bay.aiva("status", BOX, "--json").stdout)["state"]["kind"] == "stopped"
+    # A warm start from the snapshot: the guest's RAM (its tmpfs) is back, no boot.
+    r = bay.aiva("start", BOX, "--snapshot", "c1")
+    assert r.returncode == 0, r
+    assert bay.aiva("exec", BOX, "--", "cat", "/tmp/mark").stdout == "in-ram\n"
+    assert bay.aiva("stop", BOX).returncode == 0
+    # The data volume grows on a stopped machine and never shrinks.
+    r = bay.aiva("disk", "resize", BOX, "3GB")
+    assert r.returncode == 0, r
+    assert json.loads(bay.aiva("status", BOX, "--json").stdout)["config"]["disk_mb"] == 3072
+    r = bay.cargobay("vm", "disk", "resize", BOX, "1GB")
+    assert r.returncode != 0
+    assert "only grows" in r.stderr
     r = bay.aiva("stop", BOX)
     assert r.returncode == 0, r  # stopping a stopped machine changes nothing
     r = bay.aiva("rm", BOX)

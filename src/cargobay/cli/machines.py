@@ -456,9 +456,10 @@ def register(app: typer.Typer, *, aiva: bool) -> None:
     verbs.append(("config", machine_config))
     for name, func in verbs:
         app.command(name, epilog=EXIT_CODES_HELP)(func)
-    from cargobay.cli import machine_snapshots
+    from cargobay.cli import machine_disk, machine_snapshots
 
     machine_snapshots.register(app)
+    machine_disk.register(app)
     from cargobay.cli import machine_data
 
     machine_data.register(app)
