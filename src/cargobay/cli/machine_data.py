@@ -5,6 +5,10 @@
     data NAME pull GUEST_PATH HOST_PATH            copy guest -> host (every file)
     data NAME sync HOST_PATH GUEST_PATH [--delete] [--reverse]
                                                    only what changed (size + sha256, mode)
+    data NAME image HOST_DIR GUEST_PATH            read-only ext4 image of HOST_DIR,
+                                                   mounted from the next start
+    data NAME volume SIZE GUEST_PATH               empty scratch disk, new at every start
+    data NAME detach GUEST_PATH                    drop an image or volume
 
 Through the guest agent (``machines.data_transfer``); a rich progress bar on a terminal,
 ``--json`` prints the final summary (sent, skipped, removed, bytes, seconds).
@@ -79,9 +83,19 @@ def _show(events: Any, total_hint: str) -> dict[str, Any]:
 
 def data(
     name: Annotated[str, typer.Argument(help="Machine name.", show_default=False)],
-    op: Annotated[Literal["push", "pull", "sync"], typer.Argument(help="push, pull or sync.")],
-    src: Annotated[str, typer.Argument(help="Source (push/sync: host; pull: guest).")],
-    dst: Annotated[str, typer.Argument(help="Target (push/sync: guest; pull: host).")],
+    op: Annotated[
+        Literal["push", "pull", "sync", "image", "volume", "detach"],
+        typer.Argument(help="push, pull, sync; image, volume, detach (next start)."),
+    ],
+    src: Annotated[
+        str,
+        typer.Argument(
+            help="push/sync/image: host path; pull: guest path; volume: size; detach: guest path."
+        ),
+    ],
+    dst: Annotated[
+        str | None, typer.Argument(help="push/sync/image/volume: guest path; pull: host.")
+    ] = None,
     delete: Annotated[
         bool, typer.Option("--delete", help="sync: remove what the source lacks.")
     ] = False,
@@ -91,9 +105,28 @@ def data(
     ] = False,
     json_flag: Annotated[bool, typer.Option("--json", help="Print the summary as JSON.")] = False,
 ) -> None:
-    """Copy files between the host and a running machine (sync: only what changed)."""
-    host, guest = (dst, src) if op == "pull" else (src, dst)
+    """Copy files between the host and a running machine (sync: only what changed); or
+    give it a read-only image of a host folder / an empty scratch volume (from its next
+    start), or take one away."""
     client = connect()
+    if op in ("image", "volume", "detach"):
+        if op == "detach":
+            result = client.detach_data(name, src)
+        elif dst is None:
+            raise typer.BadParameter(f"data {op} needs a guest path")
+        elif op == "image":
+            result = client.attach_data(name, "image", dst, host_path=_host(src))
+        else:
+            result = client.attach_data(name, "volume", dst, size=src)
+        if json_flag:
+            emit_document(result, pick_format(None, True))
+        else:
+            for a in result.get("attachments", []):
+                note(f"{a['kind']:6} {a['guest_path']}  (mounted from the next start)")
+        return
+    if dst is None:
+        raise typer.BadParameter(f"data {op} needs a source and a target")
+    host, guest = (dst, src) if op == "pull" else (src, dst)
     events = client.transfer_data(name, op, _host(host), guest, delete=delete, reverse=reverse)
     done = _show(events, f"{op} {name}")
     if json_flag:

@@ -2,6 +2,10 @@
 
     POST /v1/machines/{name}/data   {op, host_path, guest_path, delete, reverse}
         -> NDJSON: plan, file..., done   (an error after the first event: an error event)
+    POST   /v1/machines/{name}/data/attachments  {kind: image|volume, guest_path,
+                                                  host_path (image), size (volume)}
+    DELETE /v1/machines/{name}/data/attachments?guest_path=...
+        -> {name, attachments}   (``machines.attachments``: from the next start)
 
 The host path is a path on the daemon's host (the daemon listens on a local Unix socket,
 so it is the caller's host); it must be absolute.  Errors found before anything moves (a
@@ -17,10 +21,12 @@ from fastapi.responses import StreamingResponse
 from pydantic import BaseModel, ConfigDict, Field
 
 from cargobay.errors import InvalidInput
+from cargobay.machines.attachments import Attachment, attach_to, detach_from
 from cargobay.machines.data_transfer import transfer
+from cargobay.machines.models import parse_size_mb
 from cargobay.machines.service import MachineService
 
-__all__ = ["DataRequest", "router"]
+__all__ = ["AttachRequest", "Attachments", "DataRequest", "router"]
 
 router = APIRouter(prefix="/v1/machines/{name}/data", tags=["machines"])
 NDJSON = "application/x-ndjson"
@@ -60,3 +66,37 @@ async def transfer_data(name: str, body: DataRequest, request: Request) -> Strea
         delete=body.delete,
     )
     return await _prefetched(events)
+
+
+class AttachRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    kind: Literal["image", "volume"]
+    guest_path: str = Field(min_length=1, description="Where the guest mounts it.")
+    host_path: str | None = Field(
+        default=None, description="image: the host folder the ext4 image is built from."
+    )
+    size: str | int | None = Field(default=None, description="volume: 256MB, 1GB, or MiB.")
+
+
+class Attachments(BaseModel):
+    name: str
+    attachments: list[Attachment]
+
+
+@router.post("/attachments", response_model=Attachments)
+async def attach(name: str, body: AttachRequest, request: Request) -> Attachments:
+    """Give a machine a read-only ext4 image built from a host folder, or an empty scratch
+    volume; attached and mounted at its next start (a volume is new at every start)."""
+    service: MachineService = request.app.state.daemon.service
+    size_mb = parse_size_mb(body.size, "size") if body.size is not None else None
+    vm = await attach_to(service, name, body.kind, body.guest_path, body.host_path, size_mb)
+    return Attachments(name=vm.name, attachments=list(vm.config.attachments))
+
+
+@router.delete("/attachments", response_model=Attachments)
+async def detach(name: str, guest_path: str, request: Request) -> Attachments:
+    """Drop the image or volume mounted at ``guest_path`` (from the next start)."""
+    service: MachineService = request.app.state.daemon.service
+    vm = await detach_from(service, name, guest_path)
+    return Attachments(name=vm.name, attachments=list(vm.config.attachments))

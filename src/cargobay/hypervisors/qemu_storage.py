@@ -16,7 +16,9 @@ keeps QEMU's default):
 ``discard=unmap,detect-zeroes=unmap`` stay whatever the strategy: the sparse file stays
 sparse.
 
-Shares: each ``ShareDevice`` becomes a virtio-9p device (``-fsdev local`` with
+Shares: each ``ShareDevice`` becomes a virtio-blk disk (``kind="block"``: the block
+images and scratch volumes of ``machines.attachments``, the serial is the tag), a
+virtio-9p device (``-fsdev local`` with
 ``security_model=none``: guest writes are plain host files owned by QEMU's user) or, with
 ``kind="virtiofs"``, a ``vhost-user-fs`` device talking to a virtiofsd on ``socket``
 (virtiofs needs the guest RAM in a shared memory backend: the caller sets
@@ -71,7 +73,7 @@ class ShareDevice:
     tag: str
     host_path: str
     readonly: bool = False
-    kind: Literal["9p", "virtiofs"] = "9p"
+    kind: Literal["9p", "virtiofs", "block"] = "9p"
     socket: str | None = None
     """virtiofs: virtiofsd's vhost-user socket."""
 
@@ -87,7 +89,15 @@ def share_args(shares: tuple[ShareDevice, ...], bus: str) -> list[str]:
     for i, share in enumerate(shares):
         if len(share.tag) > 31 or not share.tag.isascii():
             raise InvalidInput(f"bad share tag {share.tag!r}: at most 31 ASCII characters")
-        if share.kind == "9p":
+        if share.kind == "block":  # an image or scratch volume: virtio-blk, serial = tag
+            ro = ",readonly=on" if share.readonly else ",discard=unmap"
+            argv += [
+                "-drive",
+                f"id=blk{i},file={_opt(share.host_path)},format=raw,if=none{ro}",
+                "-device",
+                f"virtio-blk-{bus},drive=blk{i},serial={_opt(share.tag)}",
+            ]
+        elif share.kind == "9p":
             ro = ",readonly=on" if share.readonly else ""
             argv += [
                 "-fsdev",

@@ -24,6 +24,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from cargobay.errors import Conflict, InvalidInput
+from cargobay.machines.attachments import Attachment
 from cargobay.machines.shares import ShareSpec
 
 __all__ = [
@@ -155,6 +156,8 @@ class VMConfig(BaseModel):
     """The data drive's cache (``hypervisors.qemu_storage``)."""
     shares: tuple[ShareSpec, ...] = ()
     """Host folders shared into the guest (``machines.shares``)."""
+    attachments: tuple[Attachment, ...] = ()
+    """Block images and scratch volumes (``machines.attachments``)."""
     restart: str = "no"
     """What to do when the VM process ends on its own (``machines.restart``)."""
 

@@ -384,7 +384,7 @@ class MachineService:
         self._clean_run_dir(vm)
         run_dir.mkdir(parents=True, mode=0o700)
         spec = self.machine_spec(vm, vm.id, run_dir, self.machine_dir(vm), self.data_disk(vm))
-        spec, share_devs = await shares.attach(vm.config.shares, vm.config.cache_strategy, spec)
+        spec, share_devs = await shares.attach(vm.config, spec)
         hv = self.hypervisor(vm.config.backend)
         if restore is not None:
             spec = restore_spec(spec, hv, restore)
@@ -416,7 +416,7 @@ class MachineService:
             remaining = boot_timeout - (time.monotonic() - began)
             agent = await self._wait_for_agent(vm, hv, handle, remaining, boot_timeout)
             if restore is None:
-                await shares.mount_with_agent(agent, vm.config.shares, share_devs)
+                await shares.mount_with_agent(agent, vm.config, share_devs)
             if restore is not None and restore.hostname:
                 await set_hostname(agent, restore.hostname)
         except BaseException:

@@ -50,7 +50,7 @@ __all__ = [
 ]
 
 SETTABLE = ("cpus", "memory", "disk", "ports", "env", "cache_strategy", "restart")
-READ_ONLY = ("image", "template", "backend", "shares")
+READ_ONLY = ("image", "template", "backend", "shares", "attachments")
 _NEEDS_RESTART = frozenset({"cpus", "memory", "ports", "env", "cache_strategy"})
 _ENV_KEY_FIRST = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz_")
 
@@ -73,6 +73,10 @@ def machine_settings(vm: VMInstance) -> dict[str, Any]:
             f"{s.host_path}:{s.guest_path}{':ro' if s.readonly else ''}"
             + ("" if s.kind == "9p" else f" ({s.kind})")
             for s in c.shares
+        ],
+        "attachments": [
+            f"{a.kind} {a.guest_path}" + (f" {a.size_mb}MB" if a.size_mb else "")
+            for a in c.attachments
         ],
     }
 

@@ -232,22 +232,45 @@ def spec_extra(cache_strategy: str, devices_extra: Mapping[str, str]) -> dict[st
     return {"cache": cache_strategy, **devices_extra}
 
 
-async def attach(
-    shares: tuple[ShareSpec, ...], cache_strategy: str, spec: Any
-) -> tuple[Any, tuple[ShareDevice, ...]]:
-    """``spec`` (a ``VMSpec``) with the storage entries in its ``extra`` (the cache
-    strategy, the share devices), virtiofsd started for virtiofs shares."""
-    devices, extra = share_devices(shares, spec.run_dir)
+async def attach(config: Any, spec: Any) -> tuple[Any, tuple[ShareDevice, ...]]:
+    """``spec`` (a ``VMSpec``) with the storage entries of ``config`` (a ``VMConfig``) in
+    its ``extra``: the cache strategy, the share devices and the block attachments
+    (``machines.attachments``); virtiofsd started for virtiofs shares, scratch volumes
+    made."""
+    from cargobay.machines import attachments as att
+
+    devices, extra = share_devices(config.shares, spec.run_dir)
+    blocks = tuple(
+        ShareDevice(
+            tag=att.serial(i),
+            host_path=a.image_path or ""
+            if a.kind == "image"
+            else str(att.volume_path(spec.state_dir, i)),
+            readonly=a.kind == "image",
+            kind="block",
+        )
+        for i, a in enumerate(config.attachments)
+    )
+    for a, d in zip(config.attachments, blocks, strict=True):
+        if a.kind == "image" and not os.path.isfile(d.host_path):  # noqa: ASYNC240
+            raise InvalidInput(
+                f"the image for {a.guest_path} is missing ({d.host_path}); "
+                "detach it with `data NAME detach GUEST_PATH`"
+            )
+    await att.prepare_volumes(config.attachments, spec.state_dir)
     await start_virtiofsd(devices, spec.state_dir)
-    extra = {**spec.extra, **spec_extra(cache_strategy, extra)}
-    return dataclasses.replace(spec, extra=extra), devices
+    if blocks:
+        extra["shares"] = encode_shares(devices + blocks)
+    extra = {**spec.extra, **spec_extra(config.cache_strategy, extra)}
+    return dataclasses.replace(spec, extra=extra), devices + blocks
 
 
-async def mount_with_agent(
-    agent: Any, shares: tuple[ShareSpec, ...], devices: tuple[ShareDevice, ...]
-) -> None:
-    """Mount the shares through the guest agent (``machines.agent.exec_events``)."""
-    if not shares:
+async def mount_with_agent(agent: Any, config: Any, devices: tuple[ShareDevice, ...]) -> None:
+    """Mount the shares and attachments through the guest agent; a scratch volume's file
+    is unlinked once mounted (QEMU holds it open: it goes when QEMU exits)."""
+    from cargobay.machines import attachments as att
+
+    if not devices:
         return
 
     async def run(argv: list[str]) -> tuple[int, str]:
@@ -260,7 +283,15 @@ async def mount_with_agent(
                 code = event.exit_code if event.exit_code is not None else -1
         return code, out.decode(errors="replace")
 
-    await mount_in_guest(run, shares, devices)
+    n = len(config.shares)
+    await mount_in_guest(run, config.shares, devices[:n])
+    for i, (a, d) in enumerate(zip(config.attachments, devices[n:], strict=True)):
+        code, output = await run(att.mount_script(i, a))
+        if code != 0:
+            raise GuestError(f"mounting the {a.kind} at {a.guest_path} failed: {output.strip()}")
+        if a.kind == "volume":
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(d.host_path)
 
 
 CACHE_STRATEGIES = ("writeback", "writethrough", "none", "directsync", "unsafe")

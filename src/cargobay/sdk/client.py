@@ -318,6 +318,20 @@ class _Requests:
         return _Call("POST", f"/v1/machines/{_seg(name)}/data", json=body, timeout=None)
 
     @staticmethod
+    def attach_data(
+        name: str, kind: str, guest_path: str, host_path: str | None, size: str | int | None
+    ) -> _Call:
+        body: dict[str, Any] = {"kind": kind, "guest_path": guest_path}
+        body |= {k: v for k, v in (("host_path", host_path), ("size", size)) if v is not None}
+        url = f"/v1/machines/{_seg(name)}/data/attachments"
+        return _Call("POST", url, json=body, timeout=600.0)
+
+    @staticmethod
+    def detach_data(name: str, guest_path: str) -> _Call:
+        url = f"/v1/machines/{_seg(name)}/data/attachments"
+        return _Call("DELETE", url, params={"guest_path": guest_path})
+
+    @staticmethod
     def shutdown_daemon() -> _Call:
         return _Call("POST", "/v1/daemon/shutdown")
 
@@ -659,6 +673,25 @@ class CargoBayClient:
         call = _Requests.transfer_data(name, op, host_path, guest_path, delete, reverse)
         return self._events(call)
 
+    def attach_data(
+        self,
+        name: str,
+        kind: str,
+        guest_path: str,
+        *,
+        host_path: str | None = None,
+        size: str | int | None = None,
+    ) -> dict[str, Any]:
+        """A block image (``kind="image"``, built from ``host_path``) or a scratch volume
+        (``kind="volume"``, ``size``) mounted at ``guest_path`` from the next start."""
+        call = _Requests.attach_data(name, kind, guest_path, host_path, size)
+        result: dict[str, Any] = self._request(call)
+        return result
+
+    def detach_data(self, name: str, guest_path: str) -> dict[str, Any]:
+        result: dict[str, Any] = self._request(_Requests.detach_data(name, guest_path))
+        return result
+
     def shutdown_daemon(self) -> None:
         self._request(_Requests.shutdown_daemon())
 
@@ -944,6 +977,23 @@ class AsyncCargoBayClient:
         """``data push|pull|sync``: progress events (plan, file..., done)."""
         call = _Requests.transfer_data(name, op, host_path, guest_path, delete, reverse)
         return self._events(call)
+
+    async def attach_data(
+        self,
+        name: str,
+        kind: str,
+        guest_path: str,
+        *,
+        host_path: str | None = None,
+        size: str | int | None = None,
+    ) -> dict[str, Any]:
+        call = _Requests.attach_data(name, kind, guest_path, host_path, size)
+        result: dict[str, Any] = await self._request(call)
+        return result
+
+    async def detach_data(self, name: str, guest_path: str) -> dict[str, Any]:
+        result: dict[str, Any] = await self._request(_Requests.detach_data(name, guest_path))
+        return result
 
     async def shutdown_daemon(self) -> None:
         await self._request(_Requests.shutdown_daemon())

@@ -1,7 +1,8 @@
 """Storage and data through a real cargobayd and one VM (default image), shared by the
 module: host folders shared into the guest (virtio-9p read-write and read-only,
-virtiofs), the data drive's cache strategy on QEMU's command line, ``data push|pull|sync``
-round trips with their counts, and every path escape refused on both sides.
+virtiofs), a block image and a scratch volume, the data drive's cache strategy on QEMU's
+command line, ``data push|pull|sync`` round trips with their counts, and every path
+escape refused on both sides.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ from typing import Any
 
 import pytest
 
-from cargobay.errors import InvalidInput
+from cargobay.errors import Conflict, InvalidInput
 from cargobay.images import ImageManifest
 from cargobay.machines.shares import find_virtiofsd
 from cargobay.paths import Paths
@@ -87,8 +88,14 @@ def setup(default_image: tuple[Path, ImageManifest]) -> Iterator[Setup]:
             memory="256MB",
             shares=[f"{rw}:/mnt/rw", f"{ro}:/mnt/ro:ro", f"virtiofs:{vfs}:/mnt/vfs"],
             cache_strategy="writethrough",
-            boot_timeout=240,
+            start=False,
         )
+        tree = home / "tree"
+        (tree / "sub").mkdir(parents=True)
+        (tree / "sub" / "in-image.txt").write_text("from the block image\n")
+        client.attach_data(NAME, "image", "/mnt/img", host_path=str(tree))
+        client.attach_data(NAME, "volume", "/mnt/scratch", size="64MB")
+        client.start(NAME, boot_timeout=240)
         yield Setup(home, client, rw, ro, vfs)
         failed = False
     finally:
@@ -208,3 +215,23 @@ def test_escapes_are_refused(setup: Setup, tmp_path: Path) -> None:
     assert list(outside.iterdir()) == []
     assert (target / "sub" / "f").read_text() == "x\n"
     assert not (target / "sub").is_symlink()
+
+
+def test_block_image_and_scratch_volume(setup: Setup) -> None:
+    code, out = setup.sh("cat /mnt/img/sub/in-image.txt")
+    assert (code, out) == (0, "from the block image\n")
+    code, _ = setup.sh("echo x > /mnt/img/new.txt")
+    assert code != 0  # read-only
+    code, out = setup.sh(
+        "echo scratch > /mnt/scratch/f && cat /mnt/scratch/f && df -m /mnt/scratch"
+    )
+    assert code == 0, out
+    assert out.startswith("scratch\n")
+    # the volume's file is already unlinked: it goes away with QEMU
+    machine_dirs = list((setup.home / "data" / "machines").iterdir())
+    assert [p.name for d in machine_dirs for p in d.glob("volume*.ext4")] == []
+    assert [p.suffix for d in machine_dirs for p in (d / "attachments").iterdir()] == [".ext4"]
+    settings = setup.client.machine_config(NAME)["settings"]
+    assert settings["attachments"] == ["image /mnt/img", "volume /mnt/scratch 64MB"]
+    with pytest.raises(Conflict):
+        setup.client.attach_data(NAME, "volume", "/mnt/rw", size="8MB")
