@@ -46,7 +46,7 @@ from qemu.qmp.protocol import Runstate
 
 from cargobay.errors import Conflict, HypervisorError, InvalidInput
 from cargobay.hypervisors import accel as accel_mod
-from cargobay.hypervisors import process, qemu_snapshot
+from cargobay.hypervisors import cgroups, process, qemu_snapshot
 from cargobay.hypervisors.accel import AccelChoice
 from cargobay.hypervisors.base import Features, VMHandle, VMSpec, VMStatus
 from cargobay.hypervisors.qemu_cmdline import (
@@ -306,6 +306,10 @@ class QemuHypervisor:
             }
             if choice.notice:
                 extra["accel_notice"] = choice.notice
+            limits = cgroups.limits_for(spec.cpus, spec.memory_mb)
+            extra.update(
+                (await asyncio.to_thread(cgroups.place, spec.vm_id, pid, limits)).as_extra()
+            )
             if options.vsock_cid is not None:
                 extra["vsock_cid"] = str(options.vsock_cid)
             handle = VMHandle(
@@ -401,7 +405,9 @@ class QemuHypervisor:
         self._forget(handle)
 
     def _forget(self, handle: VMHandle) -> None:
-        """Remove the pidfile a killed QEMU leaves behind (the sockets go with run_dir)."""
+        """Remove the pidfile a killed QEMU leaves behind (the sockets go with run_dir),
+        and the VM's cgroups."""
+        cgroups.remove(handle.extra)
         pidfile = handle.extra.get("pidfile")
         if pidfile:
             with contextlib.suppress(OSError):

@@ -23,6 +23,7 @@ import pytest
 import pytest_asyncio
 
 from cargobay.errors import CargoBayError, Conflict, NotFound
+from cargobay.hypervisors.cgroups import limits_for
 from cargobay.hypervisors.qemu import QemuHypervisor
 from cargobay.images import ImageManifest, ImageStore
 from cargobay.machines.agent import ExecExit, ExecOutput, ExecRequest, GuestAgentConnector
@@ -89,12 +90,42 @@ async def run(service: MachineService, name: str, script: str) -> str:
 BOOT_ID = "cat /proc/sys/kernel/random/boot_id"
 
 
+def exists(paths: list[str]) -> list[str]:
+    return [p for p in paths if p and Path(p).exists()]
+
+
+def check_confined(vm: VMInstance) -> None:
+    """QEMU runs under its seccomp filter, in a cgroup of its own with the VM's limits."""
+    handle = vm.runtime.handle or {}
+    pid = int(handle["pid"])
+    status = Path(f"/proc/{pid}/status").read_text()
+    assert "\nSeccomp:\t2\n" in status
+    if os.geteuid() != 0:
+        assert "root" in handle["extra"]["cgroup_note"]
+        return
+    groups = handle["extra"]["cgroups"].split(":")
+    membership = Path(f"/proc/{pid}/cgroup").read_text()
+    limits = limits_for(vm.config.cpus, vm.config.memory_mb)
+    for group in groups:
+        assert f"/cargobay/{vm.id[:12]}" in group
+        assert group.split("/sys/fs/cgroup", 1)[1].split("/", 2)[-1] in membership
+    if handle["extra"]["cgroup_version"] == "2":
+        (group,) = groups
+        assert Path(group, "cpu.max").read_text().split() == [str(limits.cpu_quota_us), "100000"]
+        assert int(Path(group, "memory.max").read_text()) == limits.memory_bytes
+    else:
+        cpu, memory = groups
+        assert int(Path(cpu, "cpu.cfs_quota_us").read_text()) == limits.cpu_quota_us
+        assert int(Path(memory, "memory.limit_in_bytes").read_text()) == limits.memory_bytes
+
+
 async def test_snapshot_then_warm_start_restores_ram_and_disk(env: Env) -> None:
     vm = VMInstance(name=NAME)
     vm = vm.model_copy(
         update={"config": vm.config.model_copy(update={"memory_mb": parse_size_mb("256MB")})}
     )
-    await env.service.create(vm, boot_timeout=240)
+    vm = await env.service.create(vm, boot_timeout=240)
+    check_confined(vm)
     boot_id = await run(
         env.service, NAME, f"echo ram-1 > /tmp/marker; echo disk-1 > /root/d; sync; {BOOT_ID}"
     )
@@ -112,7 +143,9 @@ async def test_snapshot_then_warm_start_restores_ram_and_disk(env: Env) -> None:
     # The machine runs on after the snapshot, and changes RAM and disk.
     assert env.service.get_machine(NAME).state.kind is VMStateKind.RUNNING
     await run(env.service, NAME, "echo ram-2 > /tmp/marker; echo disk-2 > /root/d; sync")
+    groups = (env.service.get_machine(NAME).runtime.handle or {})["extra"].get("cgroups", "")
     await env.service.stop(NAME, timeout=30)
+    assert not exists(groups.split(":"))  # removed with the VM
     with pytest.raises(Conflict):  # nothing to save on a stopped machine
         await env.snapshots.snapshot(NAME, tag="t2")
 

@@ -282,3 +282,12 @@ def test_user_nic_without_forwards_keeps_the_device_layout() -> None:
     assert options_of(bare, "-netdev") == ["user,id=net0"]
     assert devices(bare, "virtio-net-device") == devices(with_ports, "virtio-net-device")
     assert "-netdev" not in build_argv("qemu", make_spec(), QemuOptions())
+
+
+def test_seccomp_sandbox_is_on_unless_turned_off() -> None:
+    argv = build_argv("qemu", make_spec(), QemuOptions())
+    (sandbox,) = options_of(argv, "-sandbox")
+    head, props = kv(sandbox)
+    assert head == "on"
+    assert props == {"obsolete": "deny", "resourcecontrol": "deny"}
+    assert "-sandbox" not in build_argv("qemu", make_spec(), QemuOptions(sandbox=False))
