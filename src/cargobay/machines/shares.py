@@ -193,6 +193,32 @@ async def start_virtiofsd(
     return procs
 
 
+_WATCHDOGS: set[asyncio.Task[None]] = set()
+VIRTIOFSD_CONNECT_WAIT = 120.0
+REAP_EVERY = 5.0
+
+
+async def _reap_unconnected(procs: list[subprocess.Popen[bytes]], pidfile: Path) -> None:
+    """Kill ``procs`` if QEMU never came up (its pidfile, written once it is initialised
+    and connected to every vhost-user socket, did not appear): a virtiofsd waits for its
+    connection forever otherwise.  Once connected, virtiofsd exits with QEMU; it is then
+    reaped here (polled: no thread held per VM)."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + VIRTIOFSD_CONNECT_WAIT
+    while loop.time() < deadline:
+        if all(p.poll() is not None for p in procs):
+            return
+        if os.path.exists(pidfile):  # noqa: ASYNC240 (a stat per 0.2 s)
+            while any(p.poll() is None for p in procs):  # noqa: ASYNC110 (a child, no event)
+                await asyncio.sleep(REAP_EVERY)
+            return
+        await asyncio.sleep(0.2)
+    for proc in procs:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+
+
 def virtiofsd_argv(binary: str, device: ShareDevice) -> list[str]:
     """QEMU 7.2's C virtiofsd (``-o source=``; no read-only mode: a read-only share is
     mounted ``ro`` in the guest) or the Rust one (``--shared-dir``, ``--readonly``)."""
@@ -258,7 +284,11 @@ async def attach(config: Any, spec: Any) -> tuple[Any, tuple[ShareDevice, ...]]:
                 "detach it with `data NAME detach GUEST_PATH`"
             )
     await att.prepare_volumes(config.attachments, spec.state_dir)
-    await start_virtiofsd(devices, spec.state_dir)
+    procs = await start_virtiofsd(devices, spec.state_dir)
+    if procs:
+        task = asyncio.create_task(_reap_unconnected(procs, spec.run_dir / "qemu.pid"))
+        _WATCHDOGS.add(task)
+        task.add_done_callback(_WATCHDOGS.discard)
     if blocks:
         extra["shares"] = encode_shares(devices + blocks)
     extra = {**spec.extra, **spec_extra(config.cache_strategy, extra)}

@@ -235,3 +235,21 @@ def test_block_image_and_scratch_volume(setup: Setup) -> None:
     assert settings["attachments"] == ["image /mnt/img", "volume /mnt/scratch 64MB"]
     with pytest.raises(Conflict):
         setup.client.attach_data(NAME, "volume", "/mnt/rw", size="8MB")
+
+
+async def test_virtiofsd_without_qemu_is_reaped(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from cargobay.hypervisors.qemu_storage import ShareDevice
+    from cargobay.machines import shares
+
+    require(find_virtiofsd() is not None, "virtiofsd not found (Debian: qemu-system-common)")
+    monkeypatch.setattr(shares, "VIRTIOFSD_CONNECT_WAIT", 0.5)
+    (tmp_path / "src").mkdir()
+    dev = ShareDevice(
+        tag="t", host_path=str(tmp_path / "src"), kind="virtiofs", socket=str(tmp_path / "s")
+    )
+    procs = await shares.start_virtiofsd((dev,), tmp_path)
+    assert procs[0].poll() is None  # waiting for a QEMU that never comes
+    await shares._reap_unconnected(procs, tmp_path / "qemu.pid")
+    assert procs[0].poll() is not None
