@@ -8,6 +8,7 @@ escape refused on both sides.
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import shutil
 import signal
@@ -42,6 +43,7 @@ class Setup:
     rw: Path
     ro: Path
     vfs: Path
+    paths: Paths
 
     def sh(self, script: str) -> tuple[int, str]:
         result = self.client.exec(NAME, ["sh", "-c", script], timeout=60)
@@ -96,7 +98,7 @@ def setup(default_image: tuple[Path, ImageManifest]) -> Iterator[Setup]:
         client.attach_data(NAME, "image", "/mnt/img", host_path=str(tree))
         client.attach_data(NAME, "volume", "/mnt/scratch", size="64MB")
         client.start(NAME, boot_timeout=240)
-        yield Setup(home, client, rw, ro, vfs)
+        yield Setup(home, client, rw, ro, vfs, paths)
         failed = False
     finally:
         if proc.poll() is None:
@@ -235,6 +237,27 @@ def test_block_image_and_scratch_volume(setup: Setup) -> None:
     assert settings["attachments"] == ["image /mnt/img", "volume /mnt/scratch 64MB"]
     with pytest.raises(Conflict):
         setup.client.attach_data(NAME, "volume", "/mnt/rw", size="8MB")
+
+
+def test_cli_data_verbs(setup: Setup, tmp_path: Path) -> None:
+    (tmp_path / "one.txt").write_text("1")
+    env = daemon_environment(setup.paths)
+
+    def cli(*args: str) -> subprocess.CompletedProcess[str]:
+        argv = [sys.executable, "-m", "cargobay.cli.aiva", "data", NAME, *args]
+        return subprocess.run(argv, env=env, capture_output=True, text=True, timeout=120)
+
+    first = cli("sync", str(tmp_path), "/root/cli", "--json")
+    assert first.returncode == 0, first.stderr
+    assert json.loads(first.stdout)["sent"] == ["one.txt"]
+    again = cli("sync", str(tmp_path), "/root/cli", "--json")
+    assert json.loads(again.stdout)["skipped"] == ["one.txt"]
+    refused = cli("push", str(tmp_path), "/root/../etc")
+    assert refused.returncode == 2  # bad input
+    assert "'..'" in refused.stderr
+    missing = cli("pull", "/root/cli", str(tmp_path / "x"), "--json")
+    assert missing.returncode == 0, missing.stderr
+    assert (tmp_path / "x" / "one.txt").read_text() == "1"
 
 
 async def test_virtiofsd_without_qemu_is_reaped(
