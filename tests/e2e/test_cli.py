@@ -9,6 +9,8 @@ machine and no process was left behind.
 from __future__ import annotations
 
 import json
+import time
+from pathlib import Path
 
 import pytest
 
@@ -166,6 +168,40 @@ def test_bad_input(bay: Bay, args: tuple[str, ...], code: int, words: str) -> No
 
 
 # -- the end of the flow ----------------------------------------------------------------------
+
+
+def test_deploy_and_app_logs(bay: Bay, tmp_path: Path) -> None:
+    app = tmp_path / "hello"
+    app.mkdir()
+    (app / "cargobay-app.yaml").write_text("name: hello\ncommand: sh run.sh v1\n")
+    (app / "run.sh").write_text('echo "hello $1 from $(pwd)"; exec sleep 600\n')
+    r = bay.aiva("deploy", BOX, str(app), "--json")
+    assert r.returncode == 0, r
+    assert json.loads(r.stdout)["guest_dir"] == "/root/apps/hello"
+    assert wait_app_log(bay, "hello v1 from /root/apps/hello")
+    r = bay.aiva("deploy", BOX, str(app))  # running: replacing it needs --restart
+    assert r.returncode != 0
+    assert "--restart" in r.stderr
+    r = bay.cargobay("vm", "deploy", BOX, str(app), "--command", "sh run.sh v2", "--restart")
+    assert r.returncode == 0, r
+    assert wait_app_log(bay, "hello v2 from /root/apps/hello")
+    count = "for p in /proc/[0-9]*; do tr '\\0' ' ' < $p/cmdline; echo; done | grep -c '^sleep 600'"
+    r = bay.aiva("exec", BOX, "--", "sh", "-c", count)
+    assert r.stdout.strip() == "1", r  # the first one was stopped
+    status = json.loads(bay.aiva("status", BOX, "--json").stdout)
+    assert status["config"]["apps"] == {"hello": "sh run.sh v2"}
+    r = bay.aiva("logs", BOX, "--source", "all", "--tail", "5")
+    assert "[app] hello v2" in r.stdout, r
+
+
+def wait_app_log(bay: Bay, line: str, timeout: float = 30) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        r = bay.aiva("logs", BOX, "--source", "app")
+        if line in r.stdout:
+            return True
+        time.sleep(0.5)
+    return False
 
 
 def test_snapshot_and_fork(bay: Bay) -> None:

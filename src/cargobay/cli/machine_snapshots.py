@@ -1,9 +1,10 @@
 """The snapshot verbs of ``cargobay vm`` and ``aiva``: ``snapshot``, ``snapshots``, ``fork``
-(a warm start is ``start NAME --snapshot TAG`` in ``cli.machines``).
+(a warm start is ``start NAME --snapshot TAG`` in ``cli.machines``), and ``deploy``.
 
     cargobay vm snapshot NAME [--tag T] [--json]      save state + data disk, keep running
     cargobay vm snapshots NAME [--json] [--rm TAG]    list (or delete) snapshots
     cargobay vm fork NAME [--count N] [--snapshot T]  N running clones from a template
+    cargobay vm deploy NAME PATH [--restart]          an application copied in and run
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ from cargobay.cli.output import (
 )
 from cargobay.cli.session import connect
 
-__all__ = ["fork", "register", "snapshot", "snapshots"]
+__all__ = ["deploy", "fork", "register", "snapshot", "snapshots"]
 
 NameArg = Annotated[str, typer.Argument(help="Machine name.", show_default=False)]
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON.")]
@@ -108,6 +109,33 @@ def fork(
     note(f"forked {len(clones)} clone(s) of {name} in {time.monotonic() - t0:.2f} s")
 
 
+def deploy(
+    name: NameArg,
+    path: Annotated[str, typer.Argument(help="A directory or .tar/.tar.gz.", show_default=False)],
+    command: Annotated[
+        str | None, typer.Option("--command", help="Default: command: in cargobay-app.yaml.")
+    ] = None,
+    restart: Annotated[
+        bool, typer.Option("--restart", help="Replace the running application.")
+    ] = False,
+    json_flag: JsonOpt = False,
+) -> None:
+    """Copy an application into a running machine and run it (logs: `logs --source app`)."""
+    from pathlib import Path
+
+    host_path = str(Path(path).expanduser().absolute())
+    with spinner(f"deploying {path} to {name} ..."):
+        result = connect().deploy(name, host_path, command=command, restart=restart)
+    if json_flag:
+        emit_document(result, pick_format(None, True))
+        return
+    note(
+        f"deployed {result['app']} to {name}:{result['guest_dir']} and started "
+        f"`{result['command']}`; its output: `logs {name} --source app`"
+    )
+
+
 def register(app: typer.Typer) -> None:
-    for verb, func in (("snapshot", snapshot), ("snapshots", snapshots), ("fork", fork)):
+    verbs = (("snapshot", snapshot), ("snapshots", snapshots), ("fork", fork), ("deploy", deploy))
+    for verb, func in verbs:
         app.command(verb, epilog=EXIT_CODES_HELP)(func)

@@ -339,7 +339,7 @@ def logs(
         typer.Option(
             "--source",
             "-s",
-            help="console (default), hypervisor, platform or all; repeatable. Several are "
+            help="console (default), hypervisor, platform, app or all; repeatable. Several are "
             "merged, each line prefixed with [source].",
         ),
     ] = None,

@@ -454,6 +454,9 @@ def create_app(state: DaemonState, *, recover: bool = True) -> FastAPI:
 
     app.state.snapshots = SnapshotService(service)
     app.include_router(snapshots_router)
+    from cargobay.daemon.machine_deploy import router as deploy_router
+
+    app.include_router(deploy_router)
     from cargobay.daemon.containers import router as engine_router
 
     app.include_router(engine_router)

@@ -5,12 +5,14 @@ Sources:
 - ``console``: the guest system, the serial console (kernel and cargobay-init);
 - ``hypervisor``: QEMU's own log (``-D``, errors and warnings of the VM process);
 - ``platform``: the daemon's log lines about this machine (its name or id appears in
-  them): what CargoBay did to it, plugin errors included.
+  them): what CargoBay did to it, plugin errors included;
+- ``app``: the deployed applications' output (``machines.deploy``), read in the guest by
+  ``tail`` through the agent (``-F`` to follow); nothing when the machine is not running.
 
 Asked for one source, the text is passed through as it is (the console log as before).
 Asked for several, whole lines are written with a ``[source] `` prefix; with ``follow``
 the sources are read concurrently and their lines interleave as they come.  ``tail``
-counts lines per source.  Application logs inside the guest are not a source yet.
+counts lines per source.
 """
 
 from __future__ import annotations
@@ -24,7 +26,7 @@ from cargobay.machines.files import read_log
 
 __all__ = ["SOURCES", "check_sources", "merged_log", "platform_log"]
 
-SOURCES = ("console", "hypervisor", "platform")
+SOURCES = ("console", "hypervisor", "platform", "app")
 
 
 def check_sources(sources: Sequence[str]) -> list[str]:

@@ -160,6 +160,8 @@ class VMConfig(BaseModel):
     """Block images and scratch volumes (``machines.attachments``)."""
     restart: str = "no"
     """What to do when the VM process ends on its own (``machines.restart``)."""
+    apps: dict[str, str] = Field(default_factory=dict)
+    """Deployed applications, name -> command (``machines.deploy``), started at boot."""
 
 
 class RuntimeInfo(BaseModel):

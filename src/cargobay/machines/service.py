@@ -61,6 +61,7 @@ from cargobay.machines.agent import (
     ImageSource,
     exec_events,
 )
+from cargobay.machines.app_service import app_logs, start_recorded_apps
 from cargobay.machines.files import create_data_disk, read_log, tail_lines
 from cargobay.machines.guest_files import MAX_FILE_BYTES, FileEntry
 from cargobay.machines.models import (
@@ -356,9 +357,7 @@ class MachineService:
                     f"remove the machine with `cargobay vm rm {name}` and create it again"
                 )
             restore = await prepare_warm_start(self, vm, snapshot) if snapshot else None
-            vm = self.store.transition(
-                vm, _CREATING, _stopped_runtime(vm, keep_restarts=automatic)
-            )
+            vm = self.store.transition(vm, _CREATING, _stopped_runtime(vm, keep_restarts=automatic))
             try:
                 return await self._boot(vm, boot_timeout, restore)
             except BaseException as err:
@@ -417,6 +416,7 @@ class MachineService:
             agent = await self._wait_for_agent(vm, hv, handle, remaining, boot_timeout)
             if restore is None:
                 await shares.mount_with_agent(agent, vm.config, share_devs)
+                await start_recorded_apps(agent, vm)
             if restore is not None and restore.hostname:
                 await set_hostname(agent, restore.hostname)
         except BaseException:
@@ -715,6 +715,8 @@ class MachineService:
         streams = {
             s: read_log(files[s], tail, follow, still_running)
             if s in files
+            else app_logs(self, vm, tail, follow)
+            if s == "app"
             else machine_logs.platform_log(
                 self.paths.daemon_log, (vm.name, vm.id), tail, follow, still_running
             )

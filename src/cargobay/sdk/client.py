@@ -194,6 +194,15 @@ class _Requests:
         )
 
     @staticmethod
+    def deploy(name: str, path: str, command: str | None, restart: bool) -> _Call:
+        body: dict[str, Any] = {"path": path, "restart": restart}
+        if command is not None:
+            body["command"] = command
+        return _Call(
+            "POST", f"/v1/machines/{_seg(name)}/deploy", json=body, timeout=SNAPSHOT_TIMEOUT
+        )
+
+    @staticmethod
     def snapshots(name: str) -> _Call:
         return _Call("GET", f"/v1/machines/{_seg(name)}/snapshots")
 
@@ -538,6 +547,13 @@ class CargoBayClient:
         result: list[dict[str, Any]] = self._request(_Requests.snapshots(name))
         return result
 
+    def deploy(
+        self, name: str, path: str, *, command: str | None = None, restart: bool = False
+    ) -> dict[str, Any]:
+        """Copy the application at host ``path`` into running machine ``name`` and run it."""
+        result: dict[str, Any] = self._request(_Requests.deploy(name, path, command, restart))
+        return result
+
     def take_snapshot(self, name: str, tag: str | None = None) -> dict[str, Any]:
         """Save a running machine's state and data disk; it keeps running."""
         result: dict[str, Any] = self._request(_Requests.take_snapshot(name, tag))
@@ -843,6 +859,12 @@ class AsyncCargoBayClient:
         self, name: str, *, boot_timeout: float = 120.0, snapshot: str | None = None
     ) -> dict[str, Any]:
         result: dict[str, Any] = await self._request(_Requests.start(name, boot_timeout, snapshot))
+        return result
+
+    async def deploy(
+        self, name: str, path: str, *, command: str | None = None, restart: bool = False
+    ) -> dict[str, Any]:
+        result: dict[str, Any] = await self._request(_Requests.deploy(name, path, command, restart))
         return result
 
     async def snapshots(self, name: str) -> list[dict[str, Any]]:

@@ -15,7 +15,7 @@ from cargobay.machines.logs import check_sources, merged_log, platform_log
 
 def test_sources() -> None:
     assert check_sources([]) == ["console"]
-    assert check_sources(["all"]) == ["console", "hypervisor", "platform"]
+    assert check_sources(["all"]) == ["console", "hypervisor", "platform", "app"]
     assert check_sources(["platform", "console", "platform"]) == ["platform", "console"]
     with pytest.raises(InvalidInput, match="bad log source 'kernel'"):
         check_sources(["kernel"])
