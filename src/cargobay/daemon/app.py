@@ -457,6 +457,11 @@ def create_app(state: DaemonState, *, recover: bool = True) -> FastAPI:
     from cargobay.daemon.machine_deploy import router as deploy_router
 
     app.include_router(deploy_router)
+    from cargobay.daemon.hypervisors_api import register_optional_backends
+    from cargobay.daemon.hypervisors_api import router as hypervisors_router
+
+    app.state.backends = register_optional_backends(state.paths)
+    app.include_router(hypervisors_router)
     from cargobay.daemon.containers import router as engine_router
 
     app.include_router(engine_router)

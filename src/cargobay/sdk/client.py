@@ -203,6 +203,10 @@ class _Requests:
         )
 
     @staticmethod
+    def hypervisors() -> _Call:
+        return _Call("GET", "/v1/hypervisors")
+
+    @staticmethod
     def snapshots(name: str) -> _Call:
         return _Call("GET", f"/v1/machines/{_seg(name)}/snapshots")
 
@@ -545,6 +549,11 @@ class CargoBayClient:
 
     def snapshots(self, name: str) -> list[dict[str, Any]]:
         result: list[dict[str, Any]] = self._request(_Requests.snapshots(name))
+        return result
+
+    def hypervisors(self) -> list[dict[str, Any]]:
+        """Every known backend: ``{"name", "available", "reason"}``."""
+        result: list[dict[str, Any]] = self._request(_Requests.hypervisors())
         return result
 
     def deploy(

@@ -225,6 +225,16 @@ def test_pause_and_resume(setup: Setup) -> None:
     assert setup.client.exec(NAME, ["true"]).exit_code == 0
 
 
+def test_hypervisors_say_what_is_offered_and_why(setup: Setup) -> None:
+    backends = {b["name"]: b for b in setup.client.hypervisors()}
+    assert backends["qemu"]["available"] is True
+    firecracker = backends["firecracker"]
+    # No firecracker binary on these machines (and KVM cannot boot guests here).
+    assert firecracker["available"] is ("firecracker" in setup.client.info()["backends"])
+    if not firecracker["available"]:
+        assert "firecracker" in firecracker["reason"].lower()
+
+
 def test_snapshot_and_fork_through_the_api(setup: Setup) -> None:
     c = setup.client
     assert c.exec(NAME, ["sh", "-c", "echo api > /tmp/mark"]).ok

@@ -52,13 +52,19 @@ def test_document_covers_the_api() -> None:
         ("get", "/v1/docker-sockets"),
         ("post", "/v1/docker-sockets"),
         ("delete", "/v1/docker-sockets/{ident}"),
+        ("get", "/v1/hypervisors"),
+        ("get", "/v1/machines/{name}/snapshots"),
+        ("post", "/v1/machines/{name}/snapshots"),
+        ("delete", "/v1/machines/{name}/snapshots/{tag}"),
+        ("post", "/v1/machines/{name}/fork"),
+        ("post", "/v1/machines/{name}/deploy"),
     }
     actual = {(m, p) for p, ops in doc["paths"].items() for m in ops}
     assert expected <= actual, f"missing: {sorted(expected - actual)}"
     # every endpoint sits under one of the API's areas (a stray route is a mistake)
     areas = ("info", "machines", "images", "spice", "daemon", "hosts", "engine", "compose")
     areas += ("scenarios", "apps", "docker-sockets")
-    areas += ("plugins",)
+    areas += ("plugins", "hypervisors")
     stray = sorted(p for _, p in actual if p.split("/")[2] not in areas)
     assert not stray, f"endpoints outside the known areas: {stray}"
     assert doc["paths"]["/v1/machines"]["post"]["responses"]["400"]["content"]["application/json"][
