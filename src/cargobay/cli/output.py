@@ -231,9 +231,27 @@ def machine_detail(m: Mapping[str, Any], now: datetime | None = None) -> list[tu
         ("accel", str(runtime.get("accel") or "-")),
         ("boot", f"{boot:.2f} s" if isinstance(boot, int | float) else "-"),
         ("started", str(runtime.get("started_at") or "-")),
+        ("restart", _restart(config, runtime)),
+        ("apps", ", ".join(sorted(config.get("apps") or {})) or "-"),
+        ("limits", _limits(runtime)),
         ("created", f"{m.get('created_at', '-')} ({age(m.get('created_at'), now)} ago)"),
     ]
     return pairs
+
+
+def _restart(config: Mapping[str, Any], runtime: Mapping[str, Any]) -> str:
+    policy = str(config.get("restart") or "no")
+    restarts = runtime.get("restarts") or 0
+    text = policy if not restarts else f"{policy} ({restarts} automatic restart(s))"
+    last = runtime.get("last_exit")
+    return f"{text}; last end: {last}" if last else text
+
+
+def _limits(runtime: Mapping[str, Any]) -> str:
+    extra = (runtime.get("handle") or {}).get("extra") or {}
+    if "cgroups" in extra:
+        return f"cgroup v{extra.get('cgroup_version')}: {extra['cgroups']}"
+    return str(extra.get("cgroup_note") or "-")
 
 
 IMAGE_HEADERS = ["NAME", "KERNEL", "ROOTFS", "AGENT", "BUILT"]
