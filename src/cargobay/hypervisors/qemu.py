@@ -90,6 +90,8 @@ _RUNSTATES = {
     "running": VMStatus.RUNNING,
     "paused": VMStatus.PAUSED,
     "suspended": VMStatus.PAUSED,
+    "postmigrate": VMStatus.PAUSED,  # a paused machine whose state was just saved
+    "prelaunch": VMStatus.PAUSED,  # started with -S (a template being made)
     "shutdown": VMStatus.STOPPED,
 }
 

@@ -23,6 +23,7 @@ import pytest
 import pytest_asyncio
 
 from cargobay.errors import CargoBayError, Conflict, NotFound
+from cargobay.hypervisors.base import VMHandle, VMStatus
 from cargobay.hypervisors.cgroups import limits_for
 from cargobay.hypervisors.qemu import QemuHypervisor
 from cargobay.images import ImageManifest, ImageStore
@@ -153,6 +154,17 @@ async def test_snapshot_then_warm_start_restores_ram_and_disk(env: Env) -> None:
     assert vm.state.kind is VMStateKind.RUNNING
     state = await run(env.service, NAME, f"cat /tmp/marker /root/d; {BOOT_ID}")
     assert state.split() == ["ram-1", "disk-1", boot_id]
+
+    # A paused machine stays paused through a snapshot, and resumes.
+    await env.service.pause(NAME)
+    await env.snapshots.snapshot(NAME, tag="paused")
+    vm = env.service.get_machine(NAME)
+    assert vm.state.kind is VMStateKind.PAUSED
+    handle = VMHandle.from_dict(vm.runtime.handle or {})
+    assert await QemuHypervisor(paths=env.paths).status(handle) is VMStatus.PAUSED
+    await env.service.resume(NAME)
+    assert await run(env.service, NAME, "cat /tmp/marker") == "ram-1"
+    env.snapshots.delete_snapshot(NAME, "paused")
 
 
 async def test_fork_starts_clones_from_the_template(env: Env) -> None:
