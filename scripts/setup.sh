@@ -18,6 +18,7 @@ apt_main+=(qemu-system-x86 debootstrap e2fsprogs kmod zstd)
 apt_main+=(linux-source-6.1 make libc6-dev binutils bc bison flex libelf-dev xz-utils)
 apt_test=(golang-go golang-github-hashicorp-yamux-dev qemu-guest-agent)
 apt_test+=(cpio)  # the initramfs writer is checked against GNU cpio
+apt_test+=(nftables iproute2)  # bridged networking tests: nft and network namespaces
 apt_test+=(docker.io docker-registry busybox-static)  # containers: real dockerd, a loopback registry, images built from busybox
 # the ATP's libvirt host pool: libvirtd, libvirt-python's build deps, virsh (the benchmark's
 # peer) and sshd for qemu+ssh:// on loopback

@@ -204,6 +204,8 @@ class QemuHypervisor:
             incoming=spec.extra.get("incoming") == "defer",
             start_paused=spec.extra.get("start_paused") == "1",
             user_nic=spec.extra.get("user_nic") == "1",
+            tap=spec.extra.get("tap") or None,
+            mac=spec.extra.get("mac") or None,
             data_cache=spec.extra.get("cache", "writeback"),
             shares=decode_shares(spec.extra.get("shares", "")),
         )

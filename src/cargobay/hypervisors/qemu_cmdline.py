@@ -121,6 +121,10 @@ class QemuOptions:
     incoming: bool = False
     """``-incoming defer``: the VM waits for its state (``migrate-incoming``) and does not
     boot."""
+    tap: str | None = None
+    """A NIC on this existing TAP device (bridged networking, ``machines.network``);
+    replaces the user-mode NIC (port forwards are then nftables rules)."""
+    mac: str | None = None
     user_nic: bool = False
     """A user-mode NIC even without port forwards (a clone of a VM that had some: the
     device layout must match the saved state)."""
@@ -261,7 +265,13 @@ def build_argv(qemu: str, spec: VMSpec, options: QemuOptions) -> list[str]:
         "-device", f"virtio-rng-{bus},rng=rng",
     ]
     # fmt: on
-    if options.ports or options.user_nic:
+    if options.tap is not None:
+        mac = f",mac={options.mac}" if options.mac else ""
+        argv += [
+            "-netdev", f"tap,id=net0,ifname={opt(options.tap)},script=no,downscript=no",
+            "-device", f"virtio-net-{bus},netdev=net0{mac}",
+        ]  # fmt: skip
+    elif options.ports or options.user_nic:
         netdev = ",".join(
             ["user,id=net0"]
             + [f"hostfwd={proto}:127.0.0.1:{host}-:{guest}" for proto, host, guest in options.ports]
