@@ -156,6 +156,13 @@ def create(
     shares: ShareOpt = None,
     cache: CacheOpt = None,
     restart: RestartOpt = None,
+    network: Annotated[
+        str | None,
+        typer.Option(
+            "--network",
+            help="user (default), bridge (a TAP on config.yaml's bridge; root daemon) or none.",
+        ),
+    ] = None,
 ) -> None:
     """Create a machine without starting it."""
     spec = resources(cpus, memory, disk, ports, template)
@@ -167,6 +174,8 @@ def create(
         spec["cache_strategy"] = cache
     if restart is not None:
         spec["restart"] = restart
+    if network is not None:
+        spec["network"] = network
     client = connect()
     m = as_machine(client.create_machine(name=name, start=False, **spec))
     config = m.get("config") or {}

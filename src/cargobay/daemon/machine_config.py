@@ -22,6 +22,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from cargobay.config import load_config
 from cargobay.daemon.schemas import CreateMachineRequest
 from cargobay.machines.models import VMInstance
+from cargobay.machines.network_service import with_network
 from cargobay.machines.restart import check_restart
 from cargobay.machines.service import MachineService
 from cargobay.machines.settings import machine_settings, plan_changes
@@ -79,6 +80,8 @@ def new_machine(service: MachineService, paths: Paths, body: CreateMachineReques
     )
     if env:
         vm = vm.model_copy(update={"config": plan_changes(vm, {"env": env}, ()).config})
+    if body.network is not None:
+        vm = with_network(vm, body.network)
     if body.restart is not None:
         vm = vm.model_copy(
             update={"config": vm.config.model_copy(update={"restart": check_restart(body.restart)})}

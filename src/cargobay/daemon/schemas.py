@@ -66,6 +66,11 @@ class CreateMachineRequest(_Request):
         description="Data disk cache: writeback, writethrough, none, directsync, unsafe "
         "(default: config.yaml).",
     )
+    network: str | None = Field(
+        default=None,
+        description="user (default: QEMU user-mode NIC for --ports), bridge (a TAP on "
+        "config.yaml's bridge, needs a root daemon) or none.",
+    )
     restart: str | None = Field(
         default=None,
         description="After the VM process ends on its own: no (default), on-failure[:N], always.",

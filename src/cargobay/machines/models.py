@@ -160,6 +160,13 @@ class VMConfig(BaseModel):
     """Block images and scratch volumes (``machines.attachments``)."""
     restart: str = "no"
     """What to do when the VM process ends on its own (``machines.restart``)."""
+    network: Literal["user", "bridge", "none"] = "user"
+    """``user``: QEMU's user-mode NIC when ports are forwarded; ``bridge``: a TAP on the
+    configured bridge with an address of its own (``machines.network_service``)."""
+    network_note: str | None = None
+    """Why the machine does not have the network it asked for."""
+    net_address: str | None = None
+    """The bridged machine's address (``172.16.0.2/24``), kept once picked."""
     apps: dict[str, str] = Field(default_factory=dict)
     """Deployed applications, name -> command (``machines.deploy``), started at boot."""
 

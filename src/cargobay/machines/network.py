@@ -19,9 +19,7 @@ synchronous API runs an event loop of its own, so async callers use ``asyncio.to
 create.  The guest side (address, route, DNS) is a list of commands the agent runs
 (``guest_commands``): the guest image is not involved.
 
-Not yet wired to the machines service: a machine still gets user-mode networking
-(``--ports`` through QEMU's hostfwd); ``QemuOptions.tap`` and this module are the bridge
-mode's parts, tested with real QEMU in a namespace.
+The machines service uses it for ``network: bridge`` (``machines.network_service``).
 """
 
 from __future__ import annotations

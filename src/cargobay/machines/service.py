@@ -50,7 +50,7 @@ from cargobay.errors import (
 )
 from cargobay.hypervisors.base import Hypervisor, VMHandle, VMSpec, VMStatus
 from cargobay.images.manifest import ImageManifest
-from cargobay.machines import guest_files, shares
+from cargobay.machines import guest_files, network_service, shares
 from cargobay.machines import logs as machine_logs
 from cargobay.machines.agent import (
     AgentClientLike,
@@ -70,6 +70,7 @@ from cargobay.machines.models import (
     VMState,
     VMStateKind,
 )
+from cargobay.machines.network import HostNetwork
 from cargobay.machines.process import ProcessWatcher, process_alive, wait_process_exit
 from cargobay.machines.restart_scheduler import RestartScheduler
 from cargobay.machines.settings import Plan, grow_data_disk, plan_changes
@@ -121,6 +122,8 @@ class MachineService:
         self._agents = AgentPool(agent_connector)
         self._monitor = ProcessWatcher()
         self._restarts = RestartScheduler(self)
+        self.host_network = HostNetwork()
+        """Where bridged machines' devices and rules go (tests: a namespace of their own)."""
         self.hooks: Any = None
         """Plugin hooks (``cargobay.plugins.PluginManager``): ``await vm_started(vm)`` /
         ``vm_stopped(vm)``; they never raise."""
@@ -190,7 +193,7 @@ class MachineService:
         if kind in _LIVE:
             status = await self._status(vm, handle) if handle else VMStatus.STOPPED
             if status is VMStatus.STOPPED:
-                self._clean_run_dir(vm)
+                await self._release(vm)
                 self.store.transition(
                     vm,
                     VMState.error(
@@ -210,12 +213,12 @@ class MachineService:
         elif kind is VMStateKind.STOPPING:
             if handle:
                 await self.hypervisor(vm.config.backend).kill(handle)
-            self._clean_run_dir(vm)
+            await self._release(vm)
             self.store.transition(vm, _STOPPED, _stopped_runtime(vm))
         elif kind is VMStateKind.CREATING:
             if handle:
                 await self.hypervisor(vm.config.backend).kill(handle)
-            self._clean_run_dir(vm)
+            await self._release(vm)
             events = self.store.events(vm.id)
             if len(events) <= 1:
                 self._remove_files(vm)
@@ -384,6 +387,7 @@ class MachineService:
         run_dir.mkdir(parents=True, mode=0o700)
         spec = self.machine_spec(vm, vm.id, run_dir, self.machine_dir(vm), self.data_disk(vm))
         spec, share_devs = await shares.attach(vm.config, spec)
+        vm, spec = await network_service.attach(self, vm, spec)
         hv = self.hypervisor(vm.config.backend)
         if restore is not None:
             spec = restore_spec(spec, hv, restore)
@@ -392,7 +396,7 @@ class MachineService:
         try:
             handle = await hv.start(spec)
         except BaseException:
-            self._clean_run_dir(vm)
+            await self._release(vm)
             raise
         try:
             # Saved before the wait: a daemon killed now finds the process on restart.
@@ -415,6 +419,7 @@ class MachineService:
             remaining = boot_timeout - (time.monotonic() - began)
             agent = await self._wait_for_agent(vm, hv, handle, remaining, boot_timeout)
             if restore is None:
+                await network_service.configure_guest(self, agent, vm)
                 await shares.mount_with_agent(agent, vm.config, share_devs)
                 await start_recorded_apps(agent, vm)
             if restore is not None and restore.hostname:
@@ -422,7 +427,7 @@ class MachineService:
         except BaseException:
             with contextlib.suppress(Exception):
                 await asyncio.shield(hv.kill(handle))
-            self._clean_run_dir(vm)
+            await self._release(vm)
             raise
         boot_seconds = time.monotonic() - began
         try:
@@ -433,7 +438,7 @@ class MachineService:
             await agent.close()
             with contextlib.suppress(Exception):
                 await asyncio.shield(hv.kill(handle))
-            self._clean_run_dir(vm)
+            await self._release(vm)
             raise
         self._agents.put(vm.id, agent)
         self._start_monitor(vm, handle)
@@ -512,7 +517,7 @@ class MachineService:
                 await asyncio.shield(self.hypervisor(vm.config.backend).kill(handle))
         self._monitor.unwatch(vm.id)
         await self._agents.drop(vm.id)
-        self._clean_run_dir(vm)
+        await self._release(vm)
         self._remove_files(vm)
         self.store.delete_machine(vm.id)
 
@@ -550,7 +555,7 @@ class MachineService:
             else:
                 await self._graceful_stop(vm, hv, handle, timeout)
         await self._agents.drop(vm.id)
-        self._clean_run_dir(vm)
+        await self._release(vm)
         vm = self.store.transition(vm, _STOPPED, _stopped_runtime(vm, keep_restarts=False))
         if self.hooks is not None:
             await self.hooks.vm_stopped(vm)
@@ -653,7 +658,7 @@ class MachineService:
                 await self.hypervisor(vm.config.backend).kill(handle)
             self._monitor.unwatch(vm.id)
             await self._agents.drop(vm.id)
-            self._clean_run_dir(vm)
+            await self._release(vm)
             self._remove_files(vm)
             self.store.delete_machine(vm.id)
 
@@ -793,7 +798,7 @@ class MachineService:
             with contextlib.suppress(Exception):
                 await self.hypervisor(vm.config.backend).kill(handle)  # reap, clean up
             await self._agents.drop(vm_id)
-            self._clean_run_dir(vm)
+            await self._release(vm)
             ended = f"the VM process (pid {handle.pid}) ended unexpectedly"
             vm = self.store.transition(
                 vm,
@@ -815,6 +820,16 @@ class MachineService:
         except CargoBayError as err:
             log.warning("machine %s: status failed: %s", vm.name, err)
             return VMStatus.UNKNOWN if process_alive(handle.pid) else VMStatus.STOPPED
+
+    async def _release(self, vm: VMInstance) -> None:
+        """What a VM process held once it is gone: its run directory, its TAP device and
+        its port forwards (bridged networking)."""
+        self._clean_run_dir(vm)
+        if vm.config.network == "bridge":
+            try:
+                await asyncio.shield(network_service.detach(self, vm))
+            except Exception as err:
+                log.warning("machine %s: network cleanup failed: %s", vm.name, err)
 
     def _clean_run_dir(self, vm: VMInstance) -> None:
         with contextlib.suppress(ValueError):

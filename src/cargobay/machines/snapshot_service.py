@@ -115,6 +115,11 @@ class SnapshotService:
             raise InvalidInput(f"bad count {count}: fork 1 to {MAX_FORK} machines at a time")
         check_boot_timeout(boot_timeout)
         source = self.machines.get_machine(name)
+        if source.config.network == "bridge":
+            raise Conflict(
+                f"machine {name!r} has bridged networking; its clones would share its "
+                "address: fork a machine with user-mode networking"
+            )
         if tag is None:
             tag = (await self.snapshot(name)).tag
         snaps = self._dir(source)

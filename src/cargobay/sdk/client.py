@@ -146,6 +146,7 @@ class _Requests:
         shares: Sequence[str] | None = None,
         cache_strategy: str | None = None,
         restart: str | None = None,
+        network: str | None = None,
     ) -> _Call:
         # Left-out values are not sent: the daemon fills them from the template, then
         # from config.yaml's defaults.
@@ -160,6 +161,7 @@ class _Requests:
             "shares": None if shares is None else list(shares),
             "cache_strategy": cache_strategy,
             "restart": restart,
+            "network": network,
         }
         body = {
             "name": name,
@@ -507,6 +509,7 @@ class CargoBayClient:
         shares: Sequence[str] | None = None,
         cache_strategy: str | None = None,
         restart: str | None = None,
+        network: str | None = None,
     ) -> dict[str, Any]:
         call = _Requests.create_machine(
             name,
@@ -522,6 +525,7 @@ class CargoBayClient:
             shares,
             cache_strategy,
             restart,
+            network,
         )
         result: dict[str, Any] = self._request(call)
         return result
@@ -833,6 +837,7 @@ class AsyncCargoBayClient:
         shares: Sequence[str] | None = None,
         cache_strategy: str | None = None,
         restart: str | None = None,
+        network: str | None = None,
     ) -> dict[str, Any]:
         call = _Requests.create_machine(
             name,
@@ -848,6 +853,7 @@ class AsyncCargoBayClient:
             shares,
             cache_strategy,
             restart,
+            network,
         )
         result: dict[str, Any] = await self._request(call)
         return result
