@@ -94,18 +94,28 @@ def _list(out: Format) -> None:
     )
 
 
-class _Stop(Exception):
-    """SIGTERM in the foreground wait."""
+def _catch_stop_signals() -> tuple[threading.Event, dict[int, Any]]:
+    """Ctrl-C and SIGTERM set the returned event (and the previous handlers to restore).
 
-
-def _wait_foreground(sockets: Any, ident: str) -> None:
-    """Until Ctrl-C/SIGTERM (then stop the socket) or the daemon dropped it."""
-
-    def on_term(signum: int, frame: FrameType | None) -> None:
-        raise _Stop
-
-    previous = signal.signal(signal.SIGTERM, on_term)
+    The signals only set an event: raising from the handler could interrupt an HTTP
+    call halfway and leave the client's connection pool locked, so that the final
+    ``delete`` hung (a CI run saw it under load).  They are caught from before the
+    ``export DOCKER_HOST`` line is printed, so a Ctrl-C right after it is not lost."""
     stopped = threading.Event()
+
+    def on_signal(signum: int, frame: FrameType | None) -> None:
+        stopped.set()
+
+    previous: dict[int, Any] = {
+        sig: signal.signal(sig, on_signal) for sig in (signal.SIGINT, signal.SIGTERM)
+    }
+    return stopped, previous
+
+
+def _wait_foreground(
+    sockets: Any, ident: str, stopped: threading.Event, previous: dict[int, Any]
+) -> None:
+    """Until Ctrl-C/SIGTERM (then stop the socket) or the daemon dropped it."""
     try:
         while not stopped.wait(POLL_INTERVAL):
             try:
@@ -113,10 +123,9 @@ def _wait_foreground(sockets: Any, ident: str) -> None:
             except NotFound:
                 note("the daemon no longer has the socket (stopped elsewhere); exiting")
                 return
-    except (KeyboardInterrupt, _Stop):
-        pass
     finally:
-        signal.signal(signal.SIGTERM, previous)
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
     with contextlib.suppress(NotFound):
         sockets.delete(ident)
     note("docker socket removed")
@@ -172,6 +181,7 @@ def docker_socket(
     if vm:
         note(f"waiting for dockerd in machine {vm} (up to {wait:.0f} s) ...")
     info = sockets.create(vm=vm, host_engine=host_engine, socket=path, wait=wait)
+    stopped, previous = _catch_stop_signals() if not detach else (threading.Event(), {})
     if out is not Format.TABLE:
         emit_document(info, out)
     else:
@@ -181,4 +191,4 @@ def docker_socket(
         note(f"the socket stays until `cargobay docker-socket --stop {info['socket']}`")
         return
     note(f"forwarding {info['socket']} to {info['upstream']}; Ctrl-C to stop")
-    _wait_foreground(sockets, info["id"])
+    _wait_foreground(sockets, info["id"], stopped, previous)
